@@ -1,0 +1,128 @@
+"""AdaBreg: Bregman iterations with Adam's moments on the dual variable (PAPER.md §1.4)."""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor
+
+from bregman.optim._base import (RegularizedOptimizer, check_beta, check_delta, check_eps, check_lr,
+                                 group_by_device_and_dtype)
+from bregman.regularizers import Regularizer
+
+__all__ = ["AdaBreg", "adabreg"]
+
+
+def _check_betas(betas: Any) -> None:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"Invalid betas: {betas!r} (must be a pair (β1, β2))")
+    check_beta(betas[0], "beta1 (betas[0])")
+    check_beta(betas[1], "beta2 (betas[1])")
+
+
+class AdaBreg(RegularizedOptimizer):
+    r"""Adamized Bregman iterations (Algorithm 3 of Bungert et al., JMLR 2022).
+
+    .. math::
+        \begin{aligned}
+        &\textbf{input}: \theta_0, \tau \text{ (lr)}, J \text{ (reg)}, \delta \text{ (delta)},
+            \beta_1, \beta_2 \text{ (betas)}, \varepsilon \text{ (eps)} \\
+        &\textbf{init}: v_0 = \theta_0/\delta + p_0,\ p_0 \in \partial J(\theta_0),\ m_1 = m_2 = 0 \\
+        &\textbf{for } k = 1, 2, \dots: \\
+        &\quad g = \nabla L(\theta; B),\quad m_1 \leftarrow \beta_1 m_1 + (1-\beta_1) g,
+            \quad m_2 \leftarrow \beta_2 m_2 + (1-\beta_2) g^2 \\
+        &\quad \hat m_1 = m_1/(1-\beta_1^k),\quad \hat m_2 = m_2/(1-\beta_2^k) \\
+        &\quad v \leftarrow v - \tau\, \hat m_1 / (\sqrt{\hat m_2} + \varepsilon),
+            \quad \theta = \operatorname{prox}_{\delta J}(\delta v)
+        \end{aligned}
+
+    With J = 0 and δ = 1 this is exactly ``torch.optim.Adam``. (The authors' 2021 code dropped
+    the first-moment bias correction; this follows the paper and their fixed 2024 code.)
+
+    Args:
+        params: parameters or param groups; each group may set ``lr``, ``reg``, ``delta``,
+            ``betas``, ``eps``.
+        lr: τ. reg: J (``None`` = Null). delta: δ > 0. betas: (β1, β2) ∈ [0, 1)². eps: ε ≥ 0.
+        foreach: use the multi-tensor path (default: yes).
+    """
+
+    _checks = {"lr": check_lr, "delta": check_delta, "betas": _check_betas, "eps": check_eps}
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        reg: Regularizer | None = None,
+        delta: float = 1.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        *,
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(params, dict(lr=lr, reg=reg, delta=delta, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps, foreach=foreach))
+
+    def _init_group(self, group, params, grads, duals, exp_avgs, exp_avg_sqs, steps) -> None:
+        for i, p in enumerate(group["params"]):
+            if p.grad is None:
+                continue
+            grads.append(self._grad_of(p))
+            params.append(p)
+            state = self.state[p]
+            if "v" not in state:
+                state["v"] = self._init_dual(p, group, self._param_name(group, i, p))
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            duals.append(state["v"])
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One AdaBreg step on every parameter that has a gradient; returns the closure's loss."""
+        loss = self._closure_loss(closure)
+        for group in self.param_groups:
+            lists: tuple[list, ...] = ([], [], [], [], [], [])
+            self._init_group(group, *lists)
+            if lists[0]:
+                adabreg(*lists, lr=group["lr"], delta=group["delta"], betas=group["betas"],
+                        eps=group["eps"], reg=group["reg"], foreach=self._use_foreach(group))
+        return loss
+
+
+def adabreg(params: list[Tensor], grads: list[Tensor], duals: list[Tensor], exp_avgs: list[Tensor],
+            exp_avg_sqs: list[Tensor], steps: list[int], *, lr: float, delta: float,
+            betas: tuple[float, float], eps: float, reg: Regularizer, foreach: bool) -> None:
+    """Functional AdaBreg: updates moments, ``duals`` (v) and ``params`` (θ) in place."""
+    impl = _multi_tensor_adabreg if foreach else _single_tensor_adabreg
+    impl(params, grads, duals, exp_avgs, exp_avg_sqs, steps, lr=lr, delta=delta, betas=betas, eps=eps, reg=reg)
+
+
+def _single_tensor_adabreg(params, grads, duals, exp_avgs, exp_avg_sqs, steps, *, lr, delta, betas, eps, reg):
+    beta1, beta2 = betas
+    for p, g, v, m1, m2, k in zip(params, grads, duals, exp_avgs, exp_avg_sqs, steps):
+        m1.lerp_(g, 1 - beta1)
+        m2.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = (m2.sqrt() / math.sqrt(1 - beta2**k)).add_(eps)
+        v.addcdiv_(m1, denom, value=-lr / (1 - beta1**k))
+        reg.dual_prox_(p, v, delta)
+
+
+def _multi_tensor_adabreg(params, grads, duals, exp_avgs, exp_avg_sqs, steps, *, lr, delta, betas, eps, reg):
+    beta1, beta2 = betas
+    steps_by_param = {id(p): k for p, k in zip(params, steps)}
+    for p_, g_, v_, m1_, m2_ in group_by_device_and_dtype([params, grads, duals, exp_avgs, exp_avg_sqs]):
+        ks = [steps_by_param[id(p)] for p in p_]
+        torch._foreach_lerp_(m1_, g_, 1 - beta1)
+        torch._foreach_mul_(m2_, beta2)
+        torch._foreach_addcmul_(m2_, g_, g_, 1 - beta2)
+        denom = torch._foreach_sqrt(m2_)
+        torch._foreach_div_(denom, [math.sqrt(1 - beta2**k) for k in ks])
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(v_, m1_, denom, [-lr / (1 - beta1**k) for k in ks])
+        del denom
+        for p, v in zip(p_, v_):
+            reg.dual_prox_(p, v, delta)

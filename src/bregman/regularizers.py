@@ -1,0 +1,228 @@
+r"""Sparsity-promoting regularizers J with their proximal maps (PAPER.md §2).
+
+Every regularizer is a small frozen object with three pieces of math:
+
+* ``value(x)``: :math:`J(x)`, a differentiable tensor (so it can also be added to a loss);
+* ``prox(x, t)``: :math:`\operatorname{prox}_{tJ}(x) = \arg\min_y \tfrac12\|y-x\|^2 + t\,J(y)`;
+* ``subgradient(x)``: one element of :math:`\partial J(x)`, with the conventions of the authors'
+  code (``sign(0) = 0`` for ℓ1, ``0`` for a zero group), so that
+  :math:`\operatorname{prox}_{\delta J}(\delta(x/\delta + p)) = x` for :math:`p` = ``subgradient(x)``.
+
+Optimizers never branch on the kind of regularizer: they call ``check(shape)`` once per tensor,
+``subgradient`` once to initialise the dual variable, and ``dual_prox_(p, v, delta)`` every step,
+which writes :math:`\theta = \operatorname{prox}_{\delta J}(\delta v)` into ``p`` in place.
+
+A new regularizer is one class here plus its entry in :data:`REGULARIZERS`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+__all__ = ["Regularizer", "Null", "L1", "GroupL12", "REGULARIZERS", "get", "from_dict", "GROUPINGS"]
+
+
+def _softshrink_(out: Tensor, x: Tensor, thresh: float) -> Tensor:
+    """``out ← sign(x)·max(|x| − thresh, 0)`` in one fused pass (``out`` may alias ``x``)."""
+    return torch._C._nn.softshrink(x, thresh, out=out)
+
+
+@dataclass(frozen=True)
+class Regularizer:
+    """Base class: the convex, proper, lsc functional J of PAPER.md §1 (J = 0 here)."""
+
+    kind: ClassVar[str] = "base"
+
+    # -- the math --------------------------------------------------------------------------
+    def value(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def prox(self, x: Tensor, t: float) -> Tensor:
+        raise NotImplementedError
+
+    def subgradient(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    # -- what optimizers call --------------------------------------------------------------
+    def check(self, shape: torch.Size, name: str = "parameter") -> None:
+        """Raise ``ValueError`` if J is not defined on tensors of this shape."""
+
+    def prox_(self, x: Tensor, t: float) -> Tensor:
+        """In-place ``x ← prox_{tJ}(x)``."""
+        return x.copy_(self.prox(x, t))
+
+    def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
+        r"""In-place ``p ← prox_{δJ}(δ v)``: the primal iterate θ from the dual variable v (eq. 2.9)."""
+        return p.copy_(self.prox(v * delta, delta))
+
+    # -- (de)serialisation: plain values only, so state dicts load with weights_only=True ----
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class Null(Regularizer):
+    """J = 0. LinBreg then is SGD with learning rate δτ, AdaBreg (δ = 1) is Adam."""
+
+    kind: ClassVar[str] = "none"
+
+    def value(self, x: Tensor) -> Tensor:
+        return x.new_zeros(())
+
+    def prox(self, x: Tensor, t: float) -> Tensor:
+        return x.clone()
+
+    def prox_(self, x: Tensor, t: float) -> Tensor:
+        return x
+
+    def subgradient(self, x: Tensor) -> Tensor:
+        return torch.zeros_like(x)
+
+    def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
+        return p.copy_(v) if delta == 1.0 else torch.mul(v, delta, out=p)
+
+
+def _check_lam(lam: float) -> None:
+    if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"Invalid regularization strength lam: {lam!r} (must be a finite number >= 0)")
+
+
+@dataclass(frozen=True)
+class L1(Regularizer):
+    r"""J(θ) = λ‖θ‖₁ (eq. 1.1).
+
+    prox_{tJ}(x) = sign(x)·max(|x| − tλ, 0) (soft shrinkage, eq. 1.3); ∂J(x) ∋ λ·sign(x).
+    With J 1-homogeneous, prox_{δJ}(δv) = δ·shrink(v; λ): θᵢ ≠ 0 ⇔ |vᵢ| > λ, and δ scales
+    magnitudes but never the support.
+    """
+
+    lam: float
+    kind: ClassVar[str] = "l1"
+
+    def __post_init__(self) -> None:
+        _check_lam(self.lam)
+
+    def value(self, x: Tensor) -> Tensor:
+        return self.lam * x.abs().sum()
+
+    def prox(self, x: Tensor, t: float) -> Tensor:
+        return _softshrink_(torch.empty_like(x), x, t * self.lam)
+
+    def prox_(self, x: Tensor, t: float) -> Tensor:
+        return _softshrink_(x, x, t * self.lam)
+
+    def subgradient(self, x: Tensor) -> Tensor:
+        return self.lam * torch.sign(x)
+
+    def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
+        _softshrink_(p, v, self.lam)
+        return p if delta == 1.0 else p.mul_(delta)
+
+
+#: How a tensor is cut into groups: name → (allowed ndims, the dims one group spans). Reducing
+#: over dims (rather than reshaping) keeps every op a view, so channels_last weights work in place.
+GROUPINGS: dict[str, tuple[tuple[int, ...], Any]] = {
+    "rows": ((2,), lambda nd: (1,)),  # each row of a Linear weight: the incoming weights of a neuron
+    "columns": ((2,), lambda nd: (0,)),  # each column: the outgoing weights of one input
+    "kernels": ((4,), lambda nd: (2, 3)),  # each k×k kernel K_{i,j} of a Conv2d weight
+    "filters": ((3, 4, 5), lambda nd: tuple(range(1, nd))),  # each output channel of a conv
+}
+
+
+@dataclass(frozen=True)
+class GroupL12(Regularizer):
+    r"""Group ℓ1,2: J(θ) = λ Σ_g √n_g ‖θ_g‖₂ (eqs. 1.2, 1.14; weights after Scardapane et al. 2017).
+
+    ``groups`` picks the groups g: ``"rows"`` (2-D, n_g = fan-in: few active neurons),
+    ``"columns"`` (2-D), ``"kernels"`` (4-D conv, n_g = k·k: few active kernels),
+    ``"filters"`` (conv, one group per output channel).
+
+    prox_{tJ}(x)_g = x_g · max(1 − tλ√n_g / ‖x_g‖₂, 0) (zero groups stay zero);
+    ∂J(x)_g ∋ λ√n_g · x_g/‖x_g‖₂ (0 for a zero group). Support rule: θ_g ≠ 0 ⇔ ‖v_g‖₂ > λ√n_g.
+    """
+
+    lam: float
+    groups: str = "rows"
+    kind: ClassVar[str] = "group_l12"
+
+    def __post_init__(self) -> None:
+        _check_lam(self.lam)
+        if self.groups not in GROUPINGS:
+            raise ValueError(f"Invalid groups: {self.groups!r}; choose one of {sorted(GROUPINGS)}")
+
+    def check(self, shape: torch.Size, name: str = "parameter") -> None:
+        ndims, _ = GROUPINGS[self.groups]
+        if len(shape) not in ndims:
+            want = " or ".join(f"{d}-D" for d in ndims)
+            raise ValueError(
+                f"GroupL12(groups={self.groups!r}) needs a {want} tensor, but {name} has shape "
+                f"{tuple(shape)}; put this parameter in a param group with a regularizer that fits "
+                f"it (e.g. L1, or GroupL12 with groups='rows' for Linear / 'kernels' for Conv2d weights)"
+            )
+
+    def _dims(self, x: Tensor) -> tuple[tuple[int, ...], float]:
+        """The reduced dims of one group and √n_g."""
+        self.check(x.shape)
+        dims = GROUPINGS[self.groups][1](x.ndim)
+        return dims, math.sqrt(math.prod(x.shape[d] for d in dims))
+
+    def _scale(self, x: Tensor, thresh: float) -> Tensor:
+        """Per-group factor max(‖x_g‖ − thresh·√n_g, 0)/‖x_g‖ (0 for zero groups), broadcastable."""
+        dims, sqrt_n = self._dims(x)
+        norm = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+        shrunk = (norm - thresh * sqrt_n).clamp_min_(0.0)
+        return shrunk.div_(norm.clamp_min(torch.finfo(norm.dtype).tiny))
+
+    def value(self, x: Tensor) -> Tensor:
+        dims, sqrt_n = self._dims(x)
+        return self.lam * sqrt_n * torch.linalg.vector_norm(x, dim=dims).sum()
+
+    def prox(self, x: Tensor, t: float) -> Tensor:
+        return x * self._scale(x, t * self.lam)
+
+    def prox_(self, x: Tensor, t: float) -> Tensor:
+        return x.mul_(self._scale(x, t * self.lam))
+
+    def subgradient(self, x: Tensor) -> Tensor:
+        dims, sqrt_n = self._dims(x)
+        norm = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+        return x * ((self.lam * sqrt_n) / norm.clamp_min(torch.finfo(norm.dtype).tiny))
+
+    def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
+        scale = self._scale(v, self.lam)
+        if delta != 1.0:
+            scale.mul_(delta)
+        return torch.mul(v, scale, out=p)
+
+
+#: One registry of regularizer kinds: name → constructor ``f(lam) -> Regularizer``.
+REGULARIZERS: dict[str, Any] = {
+    "none": lambda lam=0.0: Null(),
+    "l1": L1,
+    **{g: (lambda lam, _g=g: GroupL12(lam, _g)) for g in GROUPINGS},
+}
+
+
+def get(name: str, lam: float = 0.0) -> Regularizer:
+    """Build a regularizer by registry name, e.g. ``get("l1", 0.1)``, ``get("kernels", 0.1)``."""
+    try:
+        factory = REGULARIZERS[name]
+    except KeyError:
+        raise ValueError(f"Unknown regularizer {name!r}; known: {sorted(REGULARIZERS)}") from None
+    return factory(lam)
+
+
+_KINDS = {cls.kind: cls for cls in (Null, L1, GroupL12)}
+
+
+def from_dict(d: dict[str, Any]) -> Regularizer:
+    """Inverse of :meth:`Regularizer.to_dict` (used when loading optimizer state dicts)."""
+    d = dict(d)
+    kind = d.pop("kind", None)
+    if kind not in _KINDS:
+        raise ValueError(f"Unknown regularizer kind {kind!r} in state dict; known: {sorted(_KINDS)}")
+    return _KINDS[kind](**d)
