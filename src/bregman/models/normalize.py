@@ -1,0 +1,50 @@
+"""Input normalization as the first layer of a model: data loaders hand over tensors in [0, 1]."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class Normalize(nn.Module):
+    """``(x − mean_c) / std_c`` per channel ``c`` (dimension 1 of the input).
+
+    The constants are non-persistent buffers: they follow ``.to(device)`` but stay out of
+    ``state_dict``, because they belong to the architecture, not to the trained state.
+
+    Args:
+        mean: one value per input channel.
+        std: one positive value per input channel (same length as ``mean``).
+
+    Example:
+        >>> norm = Normalize([0.5], [0.5])
+        >>> norm(torch.ones(2, 1, 3, 3)).unique()
+        tensor([1.])
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        mean, std = list(mean), list(std)
+        if len(mean) == 0 or len(mean) != len(std):
+            raise ValueError(f"mean and std need the same non-zero length, got {mean} and {std}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std must be positive, got {std}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2 or (x.shape[1] != self.mean.numel() and self.mean.numel() != 1):
+            raise ValueError(
+                f"Normalize expects N×{self.mean.numel()}×… input, got shape {tuple(x.shape)}"
+            )
+        # Broadcast along dimension 1 whatever the rank (N×C×H×W images or N×D flat vectors).
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = self.mean.to(x.dtype).view(shape)
+        std = self.std.to(x.dtype).view(shape)
+        return (x - mean) / std
+
+    def extra_repr(self) -> str:
+        mean = [round(m, 4) for m in self.mean.tolist()]
+        std = [round(s, 4) for s in self.std.tolist()]
+        return f"mean={mean}, std={std}"

@@ -1,0 +1,373 @@
+"""The training loop of the paper's experiments (PAPER.md §4.0), resumable and data parallel.
+
+``train(cfg, run_dir)`` builds data, model (sparse init, Sec. 4.1), param groups and optimizer
+from a :class:`~bregman.train.config.Config`, trains, and writes into ``run_dir``:
+
+* ``config.toml``: the resolved config;
+* ``metrics.jsonl``: one JSON object per epoch (losses, scores, N_total, N_linear, N_conv,
+  active neurons, ℓ1 norm, learning rate, seconds);
+* ``checkpoint.pt``: everything needed to resume, written atomically after every epoch;
+* ``summary.json``: best epoch (by validation score), test score of the best model, densities at
+  the best epoch, wall time, git revision.
+
+Inside an epoch nothing syncs with the host: losses and scores accumulate on the device and are
+read once per epoch (and every few batches for the progress bar, only when it is shown).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bregman import init, metrics, regularizers
+from bregman.optim import OPTIMIZERS, create_optimizer
+from bregman.params import param_groups
+from bregman.train import distributed as dist_util
+from bregman.train.checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from bregman.train.config import Config, config_from_dict, config_to_dict, save_config
+from bregman.train.tasks import Task, task_for
+
+__all__ = ["train", "TrainingError", "build_model", "build_optimizer", "build_loaders", "evaluate"]
+
+#: Config fields that may differ between a run and its resumption (they do not change results).
+RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "checkpoint_every", "data_root", "device",
+                               "eval_batch_size"})
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, a checkpoint that does not fit the config)."""
+
+
+# --------------------------------------------------------------------------------------- building
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} requested but CUDA is not available; use --set device=cpu")
+    return dev
+
+
+def build_model(cfg: Config, device: torch.device) -> nn.Module:
+    """The model with the paper's (sparse) initialization, seeded by ``cfg.seed``."""
+    from bregman.models import create_model
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model)
+    init.sparse_init_(model, cfg.init_density, linear=cfg.init_linear, conv=cfg.init_conv,
+                      weight_scale=cfg.weight_scale, bias_scale=cfg.bias_scale,
+                      generator=torch.Generator().manual_seed(cfg.seed))
+    model.to(device)
+    if cfg.channels_last and any(p.ndim == 4 for p in model.parameters()):
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def regularizer_groups(cfg: Config, model: nn.Module) -> list[dict[str, Any]]:
+    lam_conv = cfg.lam if cfg.lam_conv is None else cfg.lam_conv
+    return param_groups(model, linear=regularizers.get(cfg.reg_linear, cfg.lam),
+                        conv=regularizers.get(cfg.reg_conv, lam_conv))
+
+
+def build_optimizer(cfg: Config, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    hp = dict(lr=cfg.lr, momentum=cfg.momentum, betas=tuple(cfg.betas), eps=cfg.eps, delta=cfg.delta,
+              foreach=cfg.foreach)
+    return create_optimizer(cfg.optimizer, groups, **hp)
+
+
+def build_scheduler(cfg: Config, opt: torch.optim.Optimizer):
+    if cfg.scheduler == "none":
+        return None
+    mode = "min" if cfg.plateau_metric == "train_loss" else "max"
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode=mode, factor=cfg.plateau_factor, patience=cfg.plateau_patience,
+        threshold=cfg.plateau_threshold)
+
+
+def build_loaders(cfg: Config, device: torch.device, info: dist_util.DistInfo):
+    """Train / validation / test loaders over in-memory tensors (data moved to ``device`` once)."""
+    from bregman.data import BatchLoader, cifar_augment, load_dataset, noisy_splits
+
+    base = "mnist" if cfg.dataset == "mnist-denoise" else cfg.dataset
+    splits = load_dataset(base, cfg.data_root, split=cfg.split, seed=cfg.split_seed)
+    if cfg.dataset == "mnist-denoise":
+        splits = noisy_splits(splits, cfg.noise_std, seed=cfg.split_seed)
+    augment = cifar_augment if cfg.dataset == "cifar10" and cfg.augment else None
+    train = BatchLoader(splits.train, cfg.batch_size, shuffle=True, augment=augment, device=device,
+                        generator=torch.Generator().manual_seed(cfg.seed), rank=info.rank,
+                        world_size=info.world_size)
+    val = BatchLoader(splits.val, cfg.eval_batch_size, device=device)
+    test = BatchLoader(splits.test, cfg.eval_batch_size, device=device)
+    return train, val, test
+
+
+# ----------------------------------------------------------------------------------- one epoch
+def _autocast(cfg: Config, device: torch.device):
+    if cfg.amp == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _penalty(groups: list[dict[str, Any]]) -> torch.Tensor | float:
+    """Σ_groups J(θ) with its gradient (the Lasso baselines train on L + J)."""
+    return sum(g["reg"].value(p) for g in groups for p in g["params"])
+
+
+def train_epoch(model: nn.Module, forward: nn.Module, opt, loader, task: Task, cfg: Config,
+                groups: list[dict[str, Any]], info: dist_util.DistInfo, device: torch.device,
+                bar=None) -> dict[str, float]:
+    model.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    score_sum = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    params = [p for g in groups for p in g["params"]]
+    for k, (x, y) in enumerate(loader):
+        with _autocast(cfg, device):
+            out = forward(x)
+            loss = task.loss(out, y)
+        objective = loss + _penalty(groups) if cfg.penalty == "loss" else loss
+        if info.enabled:  # local sum; the all-reduce divides by the global batch size
+            objective = objective * len(x)
+        opt.zero_grad(set_to_none=True)
+        objective.backward()
+        if info.enabled:
+            dist_util.all_reduce_grads(params, local_count=len(x))
+        opt.step()
+        loss_sum += loss.detach() * len(x)
+        score_sum += task.score_sum(out.detach(), y)
+        count += len(x)
+        if bar is not None:
+            bar.update(1)
+            if k % 20 == 0:  # a host read, only when the bar is shown
+                bar.set_postfix(loss=f"{loss_sum.item() / count:.4f}",
+                                **{task.score_name: f"{score_sum.item() / count:.4f}"})
+    if info.enabled:
+        totals = dist_util.all_reduce_sum(torch.stack([loss_sum, score_sum,
+                                                       torch.tensor(count, dtype=torch.float64, device=device)]))
+        loss_sum, score_sum, count = totals[0], totals[1], totals[2].item()
+    return {"loss": loss_sum.item() / count, "score": score_sum.item() / count}
+
+
+@torch.inference_mode()
+def evaluate(forward: nn.Module, model: nn.Module, loader, task: Task, cfg: Config,
+             device: torch.device) -> dict[str, float]:
+    """Mean loss and score over ``loader`` under ``model.eval()`` and inference mode."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    score_sum = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    for x, y in loader:
+        with _autocast(cfg, device):
+            out = forward(x)
+        loss_sum += task.loss(out.float(), y) * len(x)
+        score_sum += task.score_sum(out, y)
+        count += len(x)
+    return {"loss": loss_sum.item() / count, "score": score_sum.item() / count}
+
+
+# ---------------------------------------------------------------------------------- bookkeeping
+def git_revision() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+        rev = out.stdout.strip()
+        if rev:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                   text=True, cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip()
+            return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
+    a, b = config_to_dict(saved), config_to_dict(cfg)
+    diff = sorted(k for k in a if a[k] != b.get(k) and k not in RESUMABLE_CHANGES)
+    if diff:
+        details = ", ".join(f"{k}: {a[k]!r} → {b.get(k)!r}" for k in diff)
+        raise TrainingError(f"cannot resume {path}: the config differs in {details}; "
+                            f"use the same settings (only {sorted(RESUMABLE_CHANGES)} may change) "
+                            f"or a new --out directory")
+
+
+class _Table:
+    """The per-epoch table printed when the progress bar is off."""
+
+    COLS = ("epoch", "train loss", "train {s}", "val {s}", "N_total %", "N_conv %", "lr", "s")
+
+    def __init__(self, score: str, out=sys.stdout):
+        self.out, self.score = out, score
+
+    def header(self) -> None:
+        print("  ".join(f"{c.format(s=self.score):>10}" for c in self.COLS), file=self.out, flush=True)
+
+    def row(self, m: dict[str, Any]) -> None:
+        s = self.score
+
+        def pct(v):
+            return "–" if v is None else f"{100 * v:.2f}"
+
+        vals = (m["epoch"], f"{m['train_loss']:.4f}", f"{m[f'train_{s}']:.4f}", f"{m[f'val_{s}']:.4f}",
+                pct(m["N_total"]), pct(m["N_conv"]), f"{m['lr']:.3g}", f"{m['seconds']:.1f}")
+        print("  ".join(f"{v:>10}" for v in vals), file=self.out, flush=True)
+
+
+def _progress_on(cfg: Config, info: dist_util.DistInfo) -> bool:
+    if not info.is_main or cfg.progress == "off":
+        return False
+    return cfg.progress == "on" or sys.stderr.isatty()
+
+
+# ------------------------------------------------------------------------------------- the run
+def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str | None = None,
+          command: str = "", extra_summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``cfg`` into ``run_dir``; returns the summary. ``resume`` continues from the checkpoint."""
+    run_dir = Path(run_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    info = dist_util.setup(device.type)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    task = task_for(cfg.dataset)
+    ckpt_path = run_dir / "checkpoint.pt"
+    if not resume and (run_dir / "metrics.jsonl").exists():
+        raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+
+    train_loader, val_loader, test_loader = build_loaders(cfg, device, info)
+    model = build_model(cfg, device)
+    groups = regularizer_groups(cfg, model)
+    opt = build_optimizer(cfg, groups)
+    sched = build_scheduler(cfg, opt)
+    forward = _maybe_compile(model, cfg)
+
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"epoch": 0, "score": -math.inf, "state": None, "metrics": None}
+    wall = 0.0
+    if resume and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path, map_location=device)
+        _check_resumable(config_from_dict(ck["config"]), cfg, ckpt_path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if sched is not None and ck["scheduler"] is not None:
+            sched.load_state_dict(ck["scheduler"])
+        train_loader.load_state_dict(ck["loader"])
+        torch.set_rng_state(ck["rng"])
+        history, best, wall = ck["history"], ck["best"], ck["wall_time"]
+    elif resume and (run_dir / "metrics.jsonl").exists():
+        raise TrainingError(f"{run_dir} has metrics but no checkpoint.pt to resume from")
+
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.toml")
+    rev = git_revision()
+    meta = {"name": cfg.name, "label": label or cfg.name, "seed": cfg.seed, "optimizer": cfg.optimizer,
+            "epochs": cfg.epochs, "git_rev": rev, "command": command, **(extra_summary or {})}
+
+    table = _Table(task.score_name)
+    show_bar = _progress_on(cfg, info)
+    if info.is_main and not show_bar:
+        table.header()
+        for m in history:
+            table.row(m)
+    try:
+        for epoch in range(len(history) + 1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            bar = _make_bar(len(train_loader), epoch, cfg.epochs) if show_bar else None
+            tr = train_epoch(model, forward, opt, train_loader, task, cfg, groups, info, device, bar)
+            if bar is not None:
+                bar.close()
+            if not math.isfinite(tr["loss"]):
+                raise TrainingError(
+                    f"non-finite training loss ({tr['loss']}) in epoch {epoch}: the learning rate "
+                    f"{opt.param_groups[0]['lr']:g} is likely too large; lower it (--set lr=...). "
+                    f"The checkpoint of epoch {epoch - 1} in {run_dir} is intact.")
+            va = evaluate(forward, model, val_loader, task, cfg, device)
+            sparsity = metrics.sparsity_report(model)
+            lr = opt.param_groups[0]["lr"]
+            if sched is not None:
+                sched.step(tr["loss"] if cfg.plateau_metric == "train_loss" else va["score"])
+            seconds = time.perf_counter() - t0
+            wall += seconds
+            s = task.score_name
+            row = {"epoch": epoch, "train_loss": tr["loss"], f"train_{s}": tr["score"], "val_loss": va["loss"],
+                   f"val_{s}": va["score"], **{k: sparsity[k] for k in ("N_total", "N_linear", "N_conv",
+                                                                        "active_neurons", "l1_norm")},
+                   "lr": lr, "seconds": seconds}
+            history.append(row)
+            if va["score"] >= best["score"]:  # ties → the later epoch, as the authors' code
+                best = {"epoch": epoch, "score": va["score"], "metrics": row,
+                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            if info.is_main:
+                if not show_bar:
+                    table.row(row)
+                write_text_atomic("".join(json.dumps(m) + "\n" for m in history), run_dir / "metrics.jsonl")
+                last = epoch == cfg.epochs
+                if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
+                    save_atomic({"config": config_to_dict(cfg), "model": model.state_dict(),
+                                 "optimizer": opt.state_dict(),
+                                 "scheduler": sched.state_dict() if sched is not None else None,
+                                 "loader": train_loader.state_dict(), "rng": torch.get_rng_state(),
+                                 "history": history, "best": best, "wall_time": wall}, ckpt_path)
+                _write_summary(run_dir, meta, history, best, wall, task, finished=False)
+    except KeyboardInterrupt:
+        if info.is_main:
+            print(f"\ninterrupted; the last checkpoint in {run_dir} is intact: continue with --resume",
+                  file=sys.stderr)
+        raise
+
+    summary = finish(model, forward, best, test_loader, task, cfg, device)
+    if info.is_main:
+        summary = _write_summary(run_dir, meta, history, best, wall, task, finished=True, test=summary)
+    dist_util.teardown()
+    return summary
+
+
+def finish(model, forward, best, test_loader, task, cfg, device) -> dict[str, Any]:
+    """Evaluate the best-validation model on the test set (under eval mode and inference mode)."""
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    te = evaluate(forward, model, test_loader, task, cfg, device)
+    return {f"test_{task.score_name}": te["score"], "test_loss": te["loss"]}
+
+
+def _write_summary(run_dir: Path, meta: dict, history: list, best: dict, wall: float, task: Task, *,
+                   finished: bool, test: dict | None = None) -> dict[str, Any]:
+    s = task.score_name
+    bm = best["metrics"] or {}
+    keys = ("N_total", "N_linear", "N_conv", "l1_norm")
+    summary = {
+        **meta, "finished": finished, "epochs_done": len(history), "best_epoch": best["epoch"],
+        f"best_val_{s}": bm.get(f"val_{s}"), f"train_{s}": bm.get(f"train_{s}"),
+        **{k: bm.get(k) for k in keys}, **(test or {}),
+        "final": {k: history[-1].get(k) for k in (f"train_{s}", f"val_{s}", *keys)} if history else {},
+        "wall_time": wall,
+    }
+    write_text_atomic(json.dumps(summary, indent=2) + "\n", run_dir / "summary.json")
+    return summary
+
+
+def _maybe_compile(model: nn.Module, cfg: Config) -> nn.Module:
+    if not cfg.compile:
+        return model
+    try:
+        return torch.compile(model)
+    except Exception as e:  # no working compiler on this machine: run eagerly
+        print(f"torch.compile unavailable ({e}); running eagerly", file=sys.stderr)
+        return model
+
+
+def _make_bar(total: int, epoch: int, epochs: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True)

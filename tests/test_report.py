@@ -1,0 +1,181 @@
+"""Tables, JSON and plots of ``bregman.report`` from hand-made run directories."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from bregman import report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+LINBREG, SGD = "LinBreg λ=1e-1", "SGD"
+
+
+def _epoch(e, *, n_total, val, train, n_conv=None, l1=100.0):
+    return {"epoch": e, "train_loss": 1.0 / e, "train_acc": train, "val_loss": 1.1 / e, "val_acc": val,
+            "N_total": n_total, "N_linear": n_total, "N_conv": n_conv,
+            "active_neurons": {"fc1.weight": 10 * e, "fc2.weight": 5 * e}, "l1_norm": l1 * e,
+            "lr": 0.1, "seconds": 1.0}
+
+
+def _write_run(d, metrics, summary=None, config=None, partial_line=False):
+    d.mkdir(parents=True)
+    text = "".join(json.dumps(m) + "\n" for m in metrics)
+    (d / "metrics.jsonl").write_text(text + ('{"epoch": 9, "val' if partial_line else ""), encoding="utf-8")
+    if summary is not None:
+        (d / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    if config is not None:
+        (d / "config.toml").write_text(config, encoding="utf-8")
+
+
+def _summary(name, label, seed, metrics, *, test, paper=None, finished=True, rev="abc1234"):
+    best = max(range(len(metrics)), key=lambda i: (metrics[i]["val_acc"], i))
+    b, last = metrics[best], metrics[-1]
+    keys = ("N_total", "N_linear", "N_conv", "train_acc", "val_acc", "l1_norm")
+    s = {"name": name, "label": label, "seed": seed, "optimizer": "linbreg", "best_epoch": b["epoch"],
+         "epochs": 3, "epochs_done": len(metrics), "best_val_acc": b["val_acc"], "test_acc": test,
+         "test_loss": 0.1, "train_acc": b["train_acc"], "N_total": b["N_total"], "N_linear": b["N_linear"],
+         "N_conv": b["N_conv"], "final": {k: last[k] for k in keys}, "wall_time": 3.0, "git_rev": rev,
+         "command": "bregman train", "finished": finished}
+    if paper:
+        s["paper"] = paper
+    return s
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    """fig2/{linbreg,sgd}/seed{0,1}: LinBreg (an MLP: N_conv null) and SGD (N_conv logged), 3 epochs;
+    SGD seed 1 is still training: 2 epochs, no summary.json yet, only its saved config."""
+    root = tmp_path / "runs" / "fig2"
+    lin = {0: [_epoch(1, n_total=0.02, val=0.90, train=0.91), _epoch(2, n_total=0.06, val=0.96, train=0.97),
+               _epoch(3, n_total=0.10, val=0.97, train=0.98)],
+           1: [_epoch(1, n_total=0.03, val=0.91, train=0.92), _epoch(2, n_total=0.12, val=0.975, train=0.99),
+               _epoch(3, n_total=0.14, val=0.975, train=1.00)]}
+    # LinBreg seed 1 ties at epochs 2 and 3: the summary picks the later one (N_total 0.14) ...
+    lin[1][1]["val_acc"] = 0.97
+    for seed, ms in lin.items():
+        _write_run(root / "linbreg" / f"seed{seed}", ms,
+                   _summary("fig2-linbreg", LINBREG, seed, ms, test=0.96 + 0.01 * seed,
+                            paper={"N_total": 11.0, "val_acc": 97.5}))
+    sgd0 = [_epoch(e, n_total=1.0, n_conv=1.0, val=0.9 + 0.02 * e, train=0.95 + 0.01 * e) for e in (1, 2, 3)]
+    _write_run(root / "sgd" / "seed0", sgd0, _summary("fig2-sgd", SGD, 0, sgd0, test=0.97, rev="def5678"))
+    sgd1 = [_epoch(e, n_total=1.0, n_conv=0.5 * e, val=0.95, train=0.9) for e in (1, 2)]
+    _write_run(root / "sgd" / "seed1", sgd1, config='name = "fig2-sgd"\nseed = 1\nepochs = 3\ndata_root = "none"\n',
+               partial_line=True)
+    return tmp_path / "runs"
+
+
+def test_load_runs_finds_nested_runs_in_natural_order(runs_dir):
+    runs = report.load_runs([runs_dir])
+    assert [(r.name, r.seed, r.finished) for r in runs] == [
+        ("fig2-linbreg", 0, True), ("fig2-linbreg", 1, True), ("fig2-sgd", 0, True), ("fig2-sgd", 1, False)]
+    assert len(runs[3].metrics) == 2  # the half-written last line is skipped
+    assert runs[3].epochs == 3 and runs[3].epochs_done == 2
+    # A run given twice (itself and via its parent) is read once.
+    assert len(report.load_runs([runs_dir / "fig2" / "sgd" / "seed0", runs_dir])) == 4
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.mkdir(), "no run directory"),
+    (lambda p: None, "no such run directory"),
+])
+def test_load_runs_errors_name_the_path(tmp_path, make, message):
+    path = tmp_path / "empty"
+    make(path)
+    with pytest.raises(FileNotFoundError, match=message) as err:
+        report.load_runs([path])
+    assert str(path) in str(err.value)
+
+
+def test_malformed_metrics_line_is_an_error_with_its_line(tmp_path):
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n{"epoch": 2}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2"):
+        report.load_runs(d)
+
+
+def test_aggregate(runs_dir):
+    lin, sgd = report.aggregate(report.load_runs(runs_dir))
+    assert (lin.label, lin.seeds, lin.n_unfinished, lin.epochs, lin.epochs_done) == (LINBREG, (0, 1), 0, 3, (3, 3))
+    assert lin.best["N_total"].mean == pytest.approx(0.12)
+    assert lin.best["N_total"].std == pytest.approx(math.sqrt(2 * 0.02**2))  # ddof = 1
+    assert lin.best["N_conv"] is None
+    assert lin.final["l1_norm"].mean == pytest.approx(300.0)
+    assert lin.paper == {"N_total": 11.0, "val_acc": 97.5}
+    # The run without summary joins its label through the experiment name; its best epoch comes
+    # from the metrics (last of the equal val accuracies: epoch 2, N_conv 1.0); no test accuracy.
+    assert sgd.label == SGD and sgd.seeds == (0, 1) and sgd.n_unfinished == 1 and sgd.epochs_done == (2, 3)
+    assert sgd.best["N_conv"].mean == pytest.approx(1.0) and sgd.best["N_conv"].std == pytest.approx(0.0)
+    assert sgd.best["test_acc"] == report.Stat(0.97, None, 1)
+    assert sgd.final["N_conv"].mean == pytest.approx(1.0)  # (1.0 + 1.0) / 2 at epochs 3 and 2
+
+
+def test_write_report(runs_dir, tmp_path):
+    out = tmp_path / "out"
+    result = report.write_report([runs_dir], out, title="Figure 2", command="bregman report runs")
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert md.startswith("# Figure 2\n")
+    assert "Generated by `bregman report runs` from 4 runs." in md
+    assert "`abc1234` (2 runs), `def5678` (1 run)" in md
+    assert LINBREG in md and SGD in md
+    assert "12.00 ± 2.83" in md  # N_total of LinBreg: 10 % and 14 %
+    assert "96.50 ± 0.71" in md  # test accuracy of LinBreg: 96 % and 97 %
+    assert "97.00 ± –" in md  # SGD's test accuracy: one finished seed
+    assert "2 (1 unfinished)" in md and "2–3/3" in md
+    header = md.splitlines()[md.splitlines().index("## At the epoch of best validation accuracy") + 4]
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    assert cols == ["label", "seeds", "epochs", "N_total %", "paper N_total %", "N_linear %", "N_conv %",
+                    "val acc %", "paper val acc %", "test acc %", "train acc %"]
+    assert "| 11 " in md and "| 97.5 " in md
+
+    assert json.loads((out / "report.json").read_text(encoding="utf-8")) == result
+    assert [r["label"] for r in result["rows"]] == [LINBREG, SGD]
+    assert result["rows"][0]["best"]["N_total"]["mean"] == pytest.approx(0.12)
+    assert [(r["label"], r["seed"]) for r in result["runs"]] == [(LINBREG, 0), (LINBREG, 1), (SGD, 0), (SGD, 1)]
+    assert result["runs"][3]["summary"] is None
+
+    assert (out / "curves.png").read_bytes()[:8] == PNG
+    assert not (out / "active_neurons.png").exists()  # not the denoising experiment
+
+
+def test_columns_null_in_every_row_are_dropped(runs_dir, tmp_path):
+    report.write_report([runs_dir / "fig2" / "linbreg"], tmp_path)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "N_conv" not in md and "N_linear %" in md
+    assert md.startswith("# Results: fig2-linbreg\n")
+
+
+def test_unfinished_summary_and_denoising_neurons(tmp_path):
+    ms = [{"epoch": e, "train_loss": 0.1 / e, "val_loss": 0.1 / e, "val_ssim": 0.8 + 0.01 * e, "N_total": 0.01 * e,
+           "N_linear": 0.01 * e, "active_neurons": {f"layers.{i}.weight": 8 * e + i for i in range(6)}}
+          for e in range(1, 4)]
+    summary = {"name": "mnist-denoise", "seed": 3, "epochs": 100, "epochs_done": 3, "best_val_acc": None,
+               "test_acc": None, "N_total": 0.03, "N_linear": 0.03, "N_conv": None, "finished": False,
+               "final": {"N_total": 0.03}, "paper": {"test_ssim": 0.93}, "extra": {"test_ssim": 0.912}}
+    _write_run(tmp_path / "run", ms, summary)
+    result = report.write_report(tmp_path / "run", tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "| mnist-denoise | 1 (1 unfinished) | 3/100 |" in md  # no label → the name
+    assert "val acc" not in md and "test ssim" in md and "0.912 ± –" in md and "paper test ssim" in md
+    assert result["rows"][0]["extra"]["test_ssim"] == {"mean": 0.912, "std": None, "n": 1}
+    assert (tmp_path / "out" / "active_neurons.png").read_bytes()[:8] == PNG
+
+
+def test_plot_active_neurons_skips_missing_epochs(runs_dir, tmp_path):
+    run = report.load_runs(runs_dir / "fig2" / "linbreg" / "seed0")[0]
+    path = report.plot_active_neurons(run, tmp_path / "n.png", epochs=[1, 3, 50])
+    assert path.read_bytes()[:8] == PNG
+    bare = report.Run(tmp_path, ({"epoch": 1},))
+    with pytest.raises(ValueError, match="no active_neurons"):
+        report.plot_active_neurons(bare, tmp_path / "m.png")
+
+
+def test_import_is_light():
+    code = ("import sys, bregman.report; "
+            "print(sorted(m for m in ('matplotlib', 'bregman.train', 'bregman.data') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
