@@ -45,6 +45,23 @@ def _summary(name, label, seed, metrics, *, test, paper=None, finished=True, rev
     return s
 
 
+def _table(md, heading):
+    """The Markdown table under ``heading`` as a list of {header: cell}."""
+    lines = md.splitlines()
+    start = lines.index(heading)
+    end = next((i for i, ln in enumerate(lines[start:]) if ln.startswith("|")), 0)
+    rows = []
+    for ln in lines[start + end:]:
+        if not ln.startswith("|"):
+            break
+        rows.append([c.strip() for c in ln.strip("|").split("|")])
+    header, body = rows[0], rows[2:]
+    return [dict(zip(header, r)) for r in body]
+
+
+BEST = "## At the best-validation checkpoint"
+
+
 @pytest.fixture
 def runs_dir(tmp_path):
     """fig2/{linbreg,sgd}/seed{0,1}: LinBreg (an MLP: N_conv null) and SGD (N_conv logged), 3 epochs;
@@ -54,8 +71,6 @@ def runs_dir(tmp_path):
                _epoch(3, n_total=0.10, val=0.97, train=0.98)],
            1: [_epoch(1, n_total=0.03, val=0.91, train=0.92), _epoch(2, n_total=0.12, val=0.975, train=0.99),
                _epoch(3, n_total=0.14, val=0.975, train=1.00)]}
-    # LinBreg seed 1 ties at epochs 2 and 3: the summary picks the later one (N_total 0.14) ...
-    lin[1][1]["val_acc"] = 0.97
     for seed, ms in lin.items():
         _write_run(root / "linbreg" / f"seed{seed}", ms,
                    _summary("fig2-linbreg", LINBREG, seed, ms, test=0.96 + 0.01 * seed,
@@ -63,8 +78,8 @@ def runs_dir(tmp_path):
     sgd0 = [_epoch(e, n_total=1.0, n_conv=1.0, val=0.9 + 0.02 * e, train=0.95 + 0.01 * e) for e in (1, 2, 3)]
     _write_run(root / "sgd" / "seed0", sgd0, _summary("fig2-sgd", SGD, 0, sgd0, test=0.97, rev="def5678"))
     sgd1 = [_epoch(e, n_total=1.0, n_conv=0.5 * e, val=0.95, train=0.9) for e in (1, 2)]
-    _write_run(root / "sgd" / "seed1", sgd1, config='name = "fig2-sgd"\nseed = 1\nepochs = 3\ndata_root = "none"\n',
-               partial_line=True)
+    config = 'name = "fig2-sgd"\nseed = 1\nepochs = 3\ndata_root = "none"\n'
+    _write_run(root / "sgd" / "seed1", sgd1, config=config, partial_line=True)
     return tmp_path / "runs"
 
 
@@ -100,7 +115,8 @@ def test_malformed_metrics_line_is_an_error_with_its_line(tmp_path):
 
 def test_aggregate(runs_dir):
     lin, sgd = report.aggregate(report.load_runs(runs_dir))
-    assert (lin.label, lin.seeds, lin.n_unfinished, lin.epochs, lin.epochs_done) == (LINBREG, (0, 1), 0, 3, (3, 3))
+    assert (lin.label, lin.seeds, lin.n_unfinished) == (LINBREG, (0, 1), 0)
+    assert (lin.epochs, lin.epochs_done) == (3, (3, 3))
     assert lin.best["N_total"].mean == pytest.approx(0.12)
     assert lin.best["N_total"].std == pytest.approx(math.sqrt(2 * 0.02**2))  # ddof = 1
     assert lin.best["N_conv"] is None
@@ -126,16 +142,18 @@ def test_write_report(runs_dir, tmp_path):
     assert "96.50 ± 0.71" in md  # test accuracy of LinBreg: 96 % and 97 %
     assert "97.00 ± –" in md  # SGD's test accuracy: one finished seed
     assert "2 (1 unfinished)" in md and "2–3/3" in md
-    header = md.splitlines()[md.splitlines().index("## At the epoch of best validation accuracy") + 4]
-    cols = [c.strip() for c in header.strip("|").split("|")]
-    assert cols == ["label", "seeds", "epochs", "N_total %", "paper N_total %", "N_linear %", "N_conv %",
-                    "val acc %", "paper val acc %", "test acc %", "train acc %"]
-    assert "| 11 " in md and "| 97.5 " in md
+    lin, sgd = _table(md, BEST)
+    assert list(lin) == ["label", "seeds", "epochs", "N_total %", "paper N_total %", "N_linear %", "N_conv %",
+                         "val acc %", "paper val acc %", "test acc %", "train acc %"]
+    assert (lin["label"], lin["N_total %"], lin["paper N_total %"], lin["paper val acc %"]) == (
+        LINBREG, "12.00 ± 2.83", "11", "97.5")
+    assert (lin["N_conv %"], sgd["paper N_total %"]) == ("–", "–")
 
     assert json.loads((out / "report.json").read_text(encoding="utf-8")) == result
     assert [r["label"] for r in result["rows"]] == [LINBREG, SGD]
     assert result["rows"][0]["best"]["N_total"]["mean"] == pytest.approx(0.12)
-    assert [(r["label"], r["seed"]) for r in result["runs"]] == [(LINBREG, 0), (LINBREG, 1), (SGD, 0), (SGD, 1)]
+    runs = [(r["label"], r["seed"]) for r in result["runs"]]
+    assert runs == [(LINBREG, 0), (LINBREG, 1), (SGD, 0), (SGD, 1)]
     assert result["runs"][3]["summary"] is None
 
     assert (out / "curves.png").read_bytes()[:8] == PNG
@@ -150,18 +168,25 @@ def test_columns_null_in_every_row_are_dropped(runs_dir, tmp_path):
 
 
 def test_unfinished_summary_and_denoising_neurons(tmp_path):
-    ms = [{"epoch": e, "train_loss": 0.1 / e, "val_loss": 0.1 / e, "val_ssim": 0.8 + 0.01 * e, "N_total": 0.01 * e,
-           "N_linear": 0.01 * e, "active_neurons": {f"layers.{i}.weight": 8 * e + i for i in range(6)}}
+    ms = [{"epoch": e, "train_loss": 0.1 / e, "val_loss": 0.1 / e, "val_ssim": 0.8 + 0.01 * e,
+           "N_total": 0.01 * e, "N_linear": 0.01 * e,
+           "active_neurons": {f"layers.{i}.weight": 8 * e + i for i in range(6)}}
           for e in range(1, 4)]
-    summary = {"name": "mnist-denoise", "seed": 3, "epochs": 100, "epochs_done": 3, "best_val_acc": None,
-               "test_acc": None, "N_total": 0.03, "N_linear": 0.03, "N_conv": None, "finished": False,
-               "final": {"N_total": 0.03}, "paper": {"test_ssim": 0.93}, "extra": {"test_ssim": 0.912}}
+    # As the training loop writes it for the denoising task (score "ssim"), mid-training.
+    summary = {"name": "mnist-denoise", "seed": 3, "epochs": 100, "epochs_done": 3, "best_epoch": 3,
+               "best_val_ssim": 0.83, "train_ssim": 0.84, "N_total": 0.03, "N_linear": 0.03, "N_conv": None,
+               "l1_norm": 1.0, "test_ssim": 0.912, "finished": False, "final": {"N_total": 0.03},
+               "paper": {"test_ssim": 0.93, "N_total": 9.0}, "extra": {"test_psnr": 21.31}}
     _write_run(tmp_path / "run", ms, summary)
     result = report.write_report(tmp_path / "run", tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
-    assert "| mnist-denoise | 1 (1 unfinished) | 3/100 |" in md  # no label → the name
-    assert "val acc" not in md and "test ssim" in md and "0.912 ± –" in md and "paper test ssim" in md
-    assert result["rows"][0]["extra"]["test_ssim"] == {"mean": 0.912, "std": None, "n": 1}
+    (row,) = _table(md, BEST)
+    # No label: the experiment name stands in.
+    assert (row["label"], row["seeds"], row["epochs"]) == ("mnist-denoise", "1 (1 unfinished)", "3/100")
+    assert (row["val SSIM"], row["test SSIM"], row["paper test SSIM"], row["paper N_total %"]) == (
+        "0.830 ± –", "0.912 ± –", "0.93", "9")
+    assert row["test psnr"] == "21.3 ± –" and "val acc %" not in row
+    assert result["rows"][0]["best"]["test_ssim"] == {"mean": 0.912, "std": None, "n": 1}
     assert (tmp_path / "out" / "active_neurons.png").read_bytes()[:8] == PNG
 
 

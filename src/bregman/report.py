@@ -24,7 +24,7 @@ import math
 import re
 import statistics
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +41,14 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.toml"  # the resolved config saved beside a run; read only when summary.json is missing
 
+# A task logs one score: "acc" (classification) or "ssim" (denoising), as val_<score> etc.
+SCORES = ("acc", "ssim")
 # Quantities taken at the best-validation epoch (the checkpoint that is tested).
-BEST_KEYS = ("N_total", "N_linear", "N_conv", "val_acc", "test_acc", "train_acc", "test_loss")
+BEST_KEYS = ("N_total", "N_linear", "N_conv", *(f"{p}_{s}" for s in SCORES for p in ("val", "test", "train")),
+             "test_loss")
 # Quantities taken at the last epoch (the paper's Fig. 2/3 read their numbers off epoch 100).
-FINAL_KEYS = ("N_total", "N_linear", "N_conv", "val_acc", "test_acc", "train_acc", "l1_norm",
-              "val_ssim", "train_loss", "val_loss")
+FINAL_KEYS = ("N_total", "N_linear", "N_conv", *(f"{p}_{s}" for s in SCORES for p in ("val", "train")),
+              "l1_norm", "train_loss", "val_loss")
 # Fractions in the run files, printed as percentages.
 PERCENT_KEYS = frozenset({"N_total", "N_linear", "N_conv", "val_acc", "test_acc", "train_acc"})
 
@@ -63,17 +66,18 @@ class Column:
 BEST_COLUMNS = (
     Column("N_total", "N_total"), Column("N_linear", "N_linear"), Column("N_conv", "N_conv"),
     Column("val_acc", "val acc"), Column("test_acc", "test acc"), Column("train_acc", "train acc"),
+    Column("val_ssim", "val SSIM"), Column("test_ssim", "test SSIM"), Column("train_ssim", "train SSIM"),
 )
 FINAL_COLUMNS = (
     Column("N_total", "N_total"), Column("N_linear", "N_linear"), Column("N_conv", "N_conv"),
     Column("val_acc", "val acc"), Column("train_acc", "train acc"), Column("val_ssim", "val SSIM"),
-    Column("l1_norm", "ℓ1 norm"),
+    Column("train_ssim", "train SSIM"), Column("l1_norm", "ℓ1 norm"),
 )
 
 # The four panels of the paper's Fig. 2. Each panel plots the first of its keys that has data in
 # some run, so the denoising task (no accuracies) shows its losses / SSIM in the same places.
 PANELS: tuple[tuple[tuple[str, str], ...], ...] = (
-    (("train_acc", "Training accuracy"), ("train_loss", "Training loss")),
+    (("train_acc", "Training accuracy"), ("train_ssim", "Training SSIM"), ("train_loss", "Training loss")),
     (("val_acc", "Validation accuracy"), ("val_ssim", "Validation SSIM"), ("val_loss", "Validation loss")),
     (("l1_norm", "ℓ1 norm of the weights"),),
     (("N_total", "Non-zero weights N_total"),),
@@ -132,18 +136,19 @@ class Run:
         return (self.summary or {}).get("git_rev")
 
     def best(self) -> dict[str, float | None]:
-        """``BEST_KEYS`` at the epoch of best validation accuracy: from the summary, or (no summary)
-        from the metrics, the best epoch being the last one with the highest ``val_acc`` (as the
-        authors' ``best_model``; ``val_ssim`` / lowest ``val_loss`` when there is no accuracy)."""
+        """``BEST_KEYS`` at the epoch of best validation score: from the summary (``best_val_<score>``,
+        then its ``extra`` for keys it lacks), or (no summary) from the metrics, the best epoch being
+        the last one with the highest ``val_acc`` (as the authors' ``best_model``; ``val_ssim`` /
+        lowest ``val_loss`` when there is no accuracy) and no test numbers."""
         s = self.summary
         if s is not None:
-            out = {k: s.get(k) for k in BEST_KEYS}
-            out["val_acc"] = s.get("best_val_acc")
+            ex = s.get("extra") or {}
+            out = {k: s[k] if s.get(k) is not None else ex.get(k) for k in BEST_KEYS}
+            best_val = {f"val_{sc}": s.get(f"best_val_{sc}") for sc in SCORES}
+            out.update({k: v for k, v in best_val.items() if v is not None})
             return out
         m = _best_epoch(self.metrics)
-        out = {k: m.get(k) for k in BEST_KEYS}
-        out["test_acc"] = out["test_loss"] = None
-        return out
+        return {k: None if k.startswith("test_") else m.get(k) for k in BEST_KEYS}
 
     def final(self) -> dict[str, float | None]:
         """``FINAL_KEYS`` at the last epoch: the summary's ``final``, filled in from the last metrics
@@ -153,9 +158,10 @@ class Run:
         return {k: fin.get(k, last.get(k)) for k in FINAL_KEYS}
 
     def extra(self) -> dict[str, float]:
-        """Numeric entries of the summary's ``extra`` (e.g. ``test_ssim``)."""
+        """Numeric entries of the summary's ``extra`` other than ``BEST_KEYS`` (e.g. ``test_psnr``)."""
         ex = (self.summary or {}).get("extra") or {}
-        return {k: v for k, v in ex.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return {k: v for k, v in ex.items()
+                if k not in BEST_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
     def series(self, key: str) -> dict[int, float]:
         """epoch → value of ``key`` for the epochs where it is not null."""
@@ -376,7 +382,8 @@ def _markdown_table(header: Sequence[str], body: Sequence[Sequence[str]], right_
         return "| " + " | ".join(c.ljust(w) if j < right_from else c.rjust(w)
                                  for j, (c, w) in enumerate(zip(row, widths))) + " |"
 
-    rule = "|" + "|".join("-" * (w + 1) + (":" if j >= right_from else "-") for j, w in enumerate(widths)) + "|"
+    rule = "|" + "|".join("-" * (w + 1) + (":" if j >= right_from else "-")
+                          for j, w in enumerate(widths)) + "|"
     return [line(cells[0]), rule, *(line(r) for r in cells[1:])]
 
 
@@ -394,23 +401,21 @@ def _epochs_cell(row: Row) -> str:
 
 
 def _best_table(rows: Sequence[Row]) -> list[str]:
-    header, cols = ["label", "seeds", "epochs"], []
-    paper_keys = {k for r in rows for k in r.paper}
-    for col in BEST_COLUMNS:
-        if any(r.best[col.key] for r in rows):
-            cols.append((col, lambda r, c=col: _fmt_stat(c.key, r.best[c.key])))
+    """Our columns that have a value in some row, each followed by the paper's where there is one;
+    then the summaries' extra numbers; then paper numbers that match none of ours."""
+    paper_keys = list(dict.fromkeys(k for r in rows for k in r.paper))
+    extra = [Column(k, k.replace("_", " ")) for k in dict.fromkeys(k for r in rows for k in r.extra)]
+    known = {c.key for c in (*BEST_COLUMNS, *extra)}
+    specs = [*((c, "best") for c in BEST_COLUMNS), *((c, "extra") for c in extra),
+             *((Column(k, k.replace("_", " ")), None) for k in paper_keys if k not in known)]
+    cols: list[tuple[str, Callable[[Row], str]]] = []
+    for col, where in specs:
+        if where and any(getattr(r, where).get(col.key) for r in rows):
+            cols.append((_header(col), lambda r, c=col, w=where: _fmt_stat(c.key, getattr(r, w).get(c.key))))
         if col.key in paper_keys:
-            cols.append((Column(col.key, f"paper {col.header}"), lambda r, c=col: _fmt_paper(r.paper.get(c.key))))
-    extra_keys = list(dict.fromkeys(k for r in rows for k in r.extra))
-    for key in extra_keys:
-        cols.append((Column(key, key.replace("_", " ")), lambda r, k=key: _fmt_stat(k, r.extra.get(k))))
-        if key in paper_keys:
-            cols.append((Column(key, f"paper {key.replace('_', ' ')}"), lambda r, k=key: _fmt_paper(r.paper.get(k))))
-    known = {c.key for c in BEST_COLUMNS} | set(extra_keys)
-    for key in sorted(paper_keys - known):
-        cols.append((Column(key, f"paper {key.replace('_', ' ')}"), lambda r, k=key: _fmt_paper(r.paper.get(k))))
-    header += [_header(c) for c, _ in cols]
-    body = [[r.label, _seeds_cell(r), _epochs_cell(r), *(f(r) for _, f in cols)] for r in rows]
+            cols.append(("paper " + _header(col), lambda r, c=col: _fmt_paper(r.paper.get(c.key))))
+    header = ["label", "seeds", "epochs", *(h for h, _ in cols)]
+    body = [[r.label, _seeds_cell(r), _epochs_cell(r), *(cell(r) for _, cell in cols)] for r in rows]
     return _markdown_table(header, body, right_from=1)
 
 
@@ -429,7 +434,8 @@ def _revisions(runs: Sequence[Run]) -> dict[str, int]:
     return revs
 
 
-def _markdown(title: str, command: str, runs: Sequence[Run], rows: Sequence[Row], plots: Sequence[str]) -> str:
+def _markdown(title: str, command: str, runs: Sequence[Run], rows: Sequence[Row],
+              plots: Sequence[str]) -> str:
     n = len(runs)
     lines = [f"# {title}", "", f"Generated by `{command}` from {n} run{'s' * (n != 1)}."]
     revs = _revisions(runs)
@@ -441,10 +447,10 @@ def _markdown(title: str, command: str, runs: Sequence[Run], rows: Sequence[Row]
         lines.append(f"{unfinished} of the runs had not finished; their numbers are as far as they got.")
     lines += [
         "",
-        "## At the epoch of best validation accuracy",
+        "## At the best-validation checkpoint",
         "",
         "Mean ± sample std over seeds (– : one seed or no value). N_* = non-zero fraction of the weights;",
-        "test accuracy is that of the best-validation checkpoint. `paper` columns: the paper's numbers.",
+        "test scores are those of the best-validation checkpoint. `paper` columns: the paper's numbers.",
         "",
         *_best_table(rows),
         "",
@@ -489,7 +495,8 @@ def plot_curves(rows: Sequence[Row], out_path: str | Path, *, title: str | None 
     axes = fig.subplots(2, 2, sharex=True).ravel()
     colors = [f"C{i % 10}" for i in range(len(rows))]
     for ax, panel in zip(axes, PANELS):
-        key, name = next(((k, n) for k, n in panel if any(r.series(k) for row in rows for r in row.runs)), panel[0])
+        key, name = next(((k, n) for k, n in panel if any(r.series(k) for row in rows for r in row.runs)),
+                         panel[0])
         scale = 100.0 if key in PERCENT_KEYS else 1.0
         for row, color in zip(rows, colors):
             epochs, mean, std = _mean_std(row.runs, key)
@@ -498,6 +505,8 @@ def plot_curves(rows: Sequence[Row], out_path: str | Path, *, title: str | None 
             m = [scale * v for v in mean]
             lo = [scale * (v - s) for v, s in zip(mean, std)]
             hi = [scale * (v + s) for v, s in zip(mean, std)]
+            if key in PERCENT_KEYS:  # a ± std band must not leave [0, 100] %
+                lo, hi = [max(v, 0.0) for v in lo], [min(v, 100.0) for v in hi]
             ax.plot(epochs, m, color=color, lw=1.6, ls="--" if row.n_unfinished else "-",
                     marker="o" if len(epochs) <= 10 else None, ms=3)
             if len(row.runs) > 1:
@@ -514,9 +523,10 @@ def plot_curves(rows: Sequence[Row], out_path: str | Path, *, title: str | None 
     ncol = min(len(rows), 4)
     fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, fontsize=9)
     legend_rows = math.ceil(len(rows) / ncol) if rows else 0
-    bottom = 0.07 + 0.035 * legend_rows
+    bottom = 0.02 + 0.03 * legend_rows
     if title:
-        fig.suptitle(title + "  —  mean ± std over seeds", fontsize=13)
+        seeds = "  —  mean ± std over seeds" if any(len(row.runs) > 1 for row in rows) else ""
+        fig.suptitle(title + seeds, fontsize=13)
     fig.tight_layout(rect=(0, bottom, 1, 0.96 if title else 1))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -543,7 +553,8 @@ def plot_active_neurons(run: Run | Sequence[Run], out_path: str | Path,
     fig = _figure((max(6.0, 1.1 * max((_n_layers(r) for r in runs), default=1) + 3), 3.6 * len(runs)))
     axes = fig.subplots(len(runs), 1, squeeze=False).ravel()
     for ax, r in zip(axes, runs):
-        by_epoch = {_epoch(m, i): m["active_neurons"] for i, m in enumerate(r.metrics) if m.get("active_neurons")}
+        by_epoch = {_epoch(m, i): m["active_neurons"]
+                    for i, m in enumerate(r.metrics) if m.get("active_neurons")}
         if not by_epoch:
             raise ValueError(f"{r.dir}: no active_neurons in {METRICS_FILE}")
         last = max(by_epoch)
@@ -636,6 +647,7 @@ def write_report(paths: str | Path | Iterable[str | Path], out_dir: str | Path, 
         "runs": [{"label": label_of[id(r)], "seed": r.seed, "dir": str(r.dir), "finished": r.finished,
                   "epochs_done": r.epochs_done, "summary": r.summary} for r in runs],
     })
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    (out / "report.json").write_text(text, encoding="utf-8")
     (out / "report.md").write_text(_markdown(title, command, runs, rows, plots), encoding="utf-8")
     return report

@@ -11,7 +11,15 @@ from torch import nn
 from bregman import AdaBreg, LinBreg, ProxSGD
 from bregman.regularizers import L1, GroupL12, Null
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """Exactness checks run in float64; the default is restored for other test modules."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def _mlp(seed=0):

@@ -78,7 +78,7 @@ def test_sweep_loads_and_expands(name):
 
 
 def test_fig2_rows():
-    runs = dict(load_sweep("fig2").runs)
+    runs = {r.label: r.overrides for r in load_sweep("fig2").runs}
     base = load_config("mnist-mlp")
     sgd = apply_overrides(base, runs["SGD"])
     assert (sgd.optimizer, sgd.init_density, sgd.reg_linear) == ("sgd", 1.0, "none")

@@ -1,6 +1,7 @@
 """AdaBreg: Bregman iterations with Adam's moments on the dual variable (PAPER.md §1.4)."""
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Iterable
 
@@ -116,13 +117,49 @@ def _multi_tensor_adabreg(params, grads, duals, exp_avgs, exp_avg_sqs, steps, *,
     steps_by_param = {id(p): k for p, k in zip(params, steps)}
     for p_, g_, v_, m1_, m2_ in group_by_device_and_dtype([params, grads, duals, exp_avgs, exp_avg_sqs]):
         ks = [steps_by_param[id(p)] for p in p_]
-        torch._foreach_lerp_(m1_, g_, 1 - beta1)
-        torch._foreach_mul_(m2_, beta2)
-        torch._foreach_addcmul_(m2_, g_, g_, 1 - beta2)
-        denom = torch._foreach_sqrt(m2_)
-        torch._foreach_div_(denom, [math.sqrt(1 - beta2**k) for k in ks])
-        torch._foreach_add_(denom, eps)
-        torch._foreach_addcdiv_(v_, m1_, denom, [-lr / (1 - beta1**k) for k in ks])
-        del denom
+        if _fused_adam_ok(g_, v_, m1_, m2_, lr):
+            # Moments and v in one pass: torch's fused Adam kernel on (v, g, m1, m2), the same
+            # update as below (Adam's, on v instead of θ).
+            torch._fused_adam_(v_, g_, m1_, m2_, [], [torch.tensor(float(k)) for k in ks], lr=lr,
+                               beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps, amsgrad=False,
+                               maximize=False)
+        else:
+            torch._foreach_lerp_(m1_, g_, 1 - beta1)
+            torch._foreach_mul_(m2_, beta2)
+            torch._foreach_addcmul_(m2_, g_, g_, 1 - beta2)
+            # v − τ/bc1 · m1/(√m2/c + ε) = v − (τc/bc1) · m1/(√m2 + εc) with c = √bc2: the bias
+            # corrections folded into per-tensor scalars, one full-size pass fewer.
+            cs = [math.sqrt(1 - beta2**k) for k in ks]
+            denom = torch._foreach_sqrt(m2_)
+            torch._foreach_add_(denom, [eps * c for c in cs])
+            torch._foreach_addcdiv_(v_, m1_, denom, [-lr * c / (1 - beta1**k) for c, k in zip(cs, ks)])
+            del denom
         for p, v in zip(p_, v_):
             reg.dual_prox_(p, v, delta)
+
+
+@functools.lru_cache(maxsize=None)
+def _fused_adam_works(device_type: str) -> bool:
+    """Whether ``torch._fused_adam_`` exists for this device and computes what we rely on."""
+    if device_type != "cpu" or not hasattr(torch, "_fused_adam_"):
+        return False
+    f64 = dict(dtype=torch.float64)
+    v, g, m1, m2 = torch.zeros(3, **f64), torch.ones(3, **f64), torch.zeros(3, **f64), torch.zeros(3, **f64)
+    try:
+        # β1 = 1/2, β2 = 3/4, step 1: m1 = 1/2, m2 = 1/4, v = 0 − (1/(1/2))·(1/2)/(√(1/4)/√(1/4) + 0) = −1.
+        torch._fused_adam_([v], [g], [m1], [m2], [], [torch.tensor(1.0)], lr=1.0, beta1=0.5, beta2=0.75,
+                           weight_decay=0.0, eps=0.0, amsgrad=False, maximize=False)
+    except Exception:  # noqa: BLE001 - any failure means: use the foreach ops
+        return False
+    return m1.tolist() == [0.5] * 3 and m2.tolist() == [0.25] * 3 and v.tolist() == [-1.0] * 3 and g.tolist() == [1.0] * 3
+
+
+def _fused_adam_ok(grads, duals, exp_avgs, exp_avg_sqs, lr) -> bool:
+    """Fused kernel only for float32 / float64 CPU tensors with one memory layout (it walks them linearly)."""
+    v0 = duals[0]
+    if isinstance(lr, Tensor) or v0.dtype not in (torch.float32, torch.float64) or not _fused_adam_works(v0.device.type):
+        return False
+    return all(
+        v.is_contiguous() and g.stride() == v.stride() and m1.stride() == v.stride() and m2.stride() == v.stride()
+        for g, v, m1, m2 in zip(grads, duals, exp_avgs, exp_avg_sqs)
+    )

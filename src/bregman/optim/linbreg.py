@@ -1,6 +1,8 @@
 """LinBreg: linearized Bregman iterations, with and without momentum (PAPER.md §1.2–1.3)."""
 from __future__ import annotations
 
+import functools
+import struct
 from typing import Any, Iterable
 
 import torch
@@ -107,7 +109,13 @@ def _single_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, r
 def _multi_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, reg) -> None:
     lists = [params, grads, duals] + ([bufs] if momentum > 0 else [])
     for p_, g_, v_, *m_ in group_by_device_and_dtype(lists):
-        if momentum > 0:
+        if momentum > 0 and _fused_momentum_ok(g_, v_, m_[0], (1 - momentum) * lr):
+            # m ← βm + (1−β)τg and v ← v − m in one pass: torch's fused SGD kernel on (v, g, m) with
+            # lr = 1 and dampening = 1 − (1−β)τ (used only where that coefficient comes out exact).
+            torch._fused_sgd_(v_, g_, m_[0], weight_decay=0.0, momentum=momentum, lr=1.0,
+                              dampening=1.0 - (1 - momentum) * lr, nesterov=False, maximize=False,
+                              is_first_step=False)
+        elif momentum > 0:
             torch._foreach_mul_(m_[0], momentum)
             torch._foreach_add_(m_[0], g_, alpha=(1 - momentum) * lr)
             torch._foreach_sub_(v_, m_[0])
@@ -116,3 +124,46 @@ def _multi_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, re
         # The prox is one fused pass per tensor (soft shrinkage / group scaling).
         for p, v in zip(p_, v_):
             reg.dual_prox_(p, v, delta)
+
+
+def _round_to(x: float, dtype: torch.dtype) -> float | None:
+    """``x`` rounded to ``dtype`` as a Python float (None if not representable)."""
+    if dtype == torch.float64:
+        return x
+    try:
+        return struct.unpack("f", struct.pack("f", x))[0]
+    except (OverflowError, struct.error):
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def _fused_sgd_works(device_type: str) -> bool:
+    """Whether ``torch._fused_sgd_`` exists for this device and computes what we rely on."""
+    if device_type != "cpu" or not hasattr(torch, "_fused_sgd_"):
+        return False
+    try:
+        v, g, m = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+        torch._fused_sgd_([v], [g], [m], weight_decay=0.0, momentum=0.5, lr=1.0, dampening=0.75,
+                          nesterov=False, maximize=False, is_first_step=False)
+    except Exception:  # noqa: BLE001 - any failure means: use the foreach ops
+        return False
+    return m.tolist() == [0.75] * 3 and v.tolist() == [-0.75] * 3 and g.tolist() == [1.0] * 3
+
+
+def _fused_momentum_ok(grads: list[Tensor], duals: list[Tensor], bufs: list[Tensor], coeff: float) -> bool:
+    """Whether the fused kernel computes exactly the foreach update for these tensors.
+
+    The kernel takes the gradient's coefficient as ``1 − dampening`` and casts it to the dtype; we
+    use it only if that equals ``coeff`` in the dtype (else the foreach path runs), on float32 /
+    float64 CPU tensors whose memory layouts agree (it walks all of them linearly).
+    """
+    v0 = duals[0]
+    if not isinstance(coeff, float) or v0.dtype not in (torch.float32, torch.float64) or not _fused_sgd_works(v0.device.type):
+        return False
+    want = _round_to(coeff, v0.dtype)
+    if want is None or _round_to(1.0 - (1.0 - coeff), v0.dtype) != want:
+        return False
+    return all(
+        v.is_contiguous() and g.stride() == v.stride() and m.stride() == v.stride()
+        for g, v, m in zip(grads, duals, bufs)
+    )
