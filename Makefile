@@ -24,7 +24,7 @@ test: venv data
 	$(BIN)/python -m pytest -q
 
 demo: venv data
-	$(BIN)/bregman train mnist-mlp --set epochs=5 --out runs/demo
+	$(BIN)/bregman train mnist-mlp --set epochs=10 --set progress=off --out runs/demo --resume --label "LinBreg λ=0.1 (demo)"
 	$(BIN)/bregman report runs/demo --out runs/demo/report
 
 bench: venv data
