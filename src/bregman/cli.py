@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -35,7 +36,7 @@ def _cmd_train(args) -> int:
     if (out / "paper.json").exists():
         extra["paper"] = json.loads((out / "paper.json").read_text())
     summary = train(cfg, out, resume=args.resume, label=args.label, command=_command_line(), extra_summary=extra)
-    if summary.get("finished", True):
+    if summary.get("finished", True) and int(os.environ.get("RANK", "0")) == 0:
         keys = [k for k in summary if k.startswith(("test_", "best_val_"))] + ["best_epoch", "N_total"]
         print("summary: " + ", ".join(f"{k}={summary[k]:.4g}" if isinstance(summary.get(k), float)
                                       else f"{k}={summary.get(k)}" for k in keys))
