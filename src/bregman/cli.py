@@ -4,6 +4,7 @@
     bregman train PRESET|FILE [--set key=value]... [--out DIR] [--resume]
     bregman sweep SWEEP [--seeds 0 1 2] [--jobs N] [--only LABEL]... [--out DIR]
     bregman report RUN_DIR... --out DIR
+    bregman threshold RUN_DIR... --density D
     bregman list
 """
 from __future__ import annotations
@@ -66,6 +67,15 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_threshold(args) -> int:
+    from bregman.train.threshold import threshold_run
+
+    for run in args.runs:
+        threshold_run(run, args.density, structured=args.structured, data_root=args.data_root)
+        print(f"{run}: thresholded to density {args.density}; summary.json updated")
+    return 0
+
+
 def _cmd_list(args) -> int:
     from bregman.train.config import list_presets, list_sweeps
 
@@ -113,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="where to write report.md, report.json and the plots")
     r.add_argument("--title", help="title of the report")
     r.set_defaults(func=_cmd_report)
+
+    th = sub.add_parser("threshold", help="post-hoc magnitude thresholding of finished runs (\"+ thresh.\" rows)")
+    th.add_argument("runs", nargs="+", help="finished run directories")
+    th.add_argument("--density", type=float, required=True, help="target fraction of non-zero weights")
+    th.add_argument("--structured", action=argparse.BooleanOptionalAction, default=None,
+                    help="threshold whole conv kernels (default: the run's threshold_structured)")
+    th.add_argument("--data-root", help="data root (default: the run's)")
+    th.set_defaults(func=_cmd_threshold)
 
     ls = sub.add_parser("list", help="list presets and sweeps")
     ls.set_defaults(func=_cmd_list)

@@ -175,7 +175,7 @@ class GroupL12(Regularizer):
         dims, sqrt_n = self._dims(x)
         norm = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
         shrunk = (norm - thresh * sqrt_n).clamp_min_(0.0)
-        return shrunk.div_(norm.clamp_min(torch.finfo(norm.dtype).tiny))
+        return shrunk.div_(norm.clamp_min_(torch.finfo(norm.dtype).tiny))  # norm is a temporary
 
     def value(self, x: Tensor) -> Tensor:
         dims, sqrt_n = self._dims(x)

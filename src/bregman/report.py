@@ -50,7 +50,9 @@ BEST_KEYS = ("N_total", "N_linear", "N_conv", *(f"{p}_{s}" for s in SCORES for p
 FINAL_KEYS = ("N_total", "N_linear", "N_conv", *(f"{p}_{s}" for s in SCORES for p in ("val", "train")),
               "l1_norm", "train_loss", "val_loss")
 # Fractions in the run files, printed as percentages.
-PERCENT_KEYS = frozenset({"N_total", "N_linear", "N_conv", "val_acc", "test_acc", "train_acc"})
+PERCENT_KEYS = frozenset({"N_total", "N_linear", "N_conv", "val_acc", "test_acc", "train_acc",
+                          "thresh_N_total", "thresh_N_linear", "thresh_N_conv", "thresh_val_acc",
+                          "thresh_test_acc", "thresh_train_acc"})
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ def test_fig2_rows():
     runs = {r.label: r.overrides for r in load_sweep("fig2").runs}
     base = load_config("mnist-mlp")
     sgd = apply_overrides(base, runs["SGD"])
-    assert (sgd.optimizer, sgd.init_density, sgd.reg_linear) == ("sgd", 1.0, "none")
+    assert (sgd.optimizer, sgd.init_density, sgd.reg_linear) == ("sgd", 0.01, "none")
     prox = apply_overrides(base, runs["ProxSGD λ=1e-4"])
     assert (prox.optimizer, prox.lam, prox.init_density) == ("proxsgd", 1e-4, 0.01)
 

@@ -60,8 +60,12 @@ class Splits(NamedTuple):
 
 
 def paper_train_size(n: int) -> int:
-    """The paper's split: 5,000 validation images (MNIST: 55,000 / 5,000)."""
-    return n - 5000
+    """The paper's split: 5,000 validation images (MNIST: 55,000 / 5,000; CIFAR-10: 45,000 / 5,000).
+
+    Small sets (fewer than 50,000 images: only made-up test data) keep 10 % (at least one image)
+    for validation, so neither part is empty from two images on.
+    """
+    return n - min(5000, max(1, n // 10))
 
 
 def code_train_size(n: int) -> int:

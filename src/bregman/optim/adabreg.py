@@ -10,6 +10,7 @@ from torch import Tensor
 
 from bregman.optim._base import (RegularizedOptimizer, check_beta, check_delta, check_eps, check_lr,
                                  group_by_device_and_dtype)
+from bregman.optim.linbreg import _dense
 from bregman.regularizers import Regularizer
 
 __all__ = ["AdaBreg", "adabreg"]
@@ -45,7 +46,8 @@ class AdaBreg(RegularizedOptimizer):
         params: parameters or param groups; each group may set ``lr``, ``reg``, ``delta``,
             ``betas``, ``eps``.
         lr: τ. reg: J (``None`` = Null). delta: δ > 0. betas: (β1, β2) ∈ [0, 1)². eps: ε ≥ 0.
-        foreach: use the multi-tensor path (default: yes).
+        foreach: use the multi-tensor path (default: yes); on CPU, for float32/float64 tensors of
+            one memory layout, that is torch's fused Adam kernel applied to v (the same update).
     """
 
     _checks = {"lr": check_lr, "delta": check_delta, "betas": _check_betas, "eps": check_eps}
@@ -120,9 +122,9 @@ def _multi_tensor_adabreg(params, grads, duals, exp_avgs, exp_avg_sqs, steps, *,
         if _fused_adam_ok(g_, v_, m1_, m2_, lr):
             # Moments and v in one pass: torch's fused Adam kernel on (v, g, m1, m2), the same
             # update as below (Adam's, on v instead of θ).
-            torch._fused_adam_(v_, g_, m1_, m2_, [], [torch.tensor(float(k)) for k in ks], lr=lr,
-                               beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps, amsgrad=False,
-                               maximize=False)
+            k_ = [torch.tensor(float(k), dtype=torch.float64) for k in ks]  # exact step counts
+            torch._fused_adam_(v_, g_, m1_, m2_, [], k_, lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0,
+                               eps=eps, amsgrad=False, maximize=False)
         else:
             torch._foreach_lerp_(m1_, g_, 1 - beta1)
             torch._foreach_mul_(m2_, beta2)
@@ -147,7 +149,7 @@ def _fused_adam_works(device_type: str) -> bool:
     v, g, m1, m2 = torch.zeros(3, **f64), torch.ones(3, **f64), torch.zeros(3, **f64), torch.zeros(3, **f64)
     try:
         # β1 = 1/2, β2 = 3/4, step 1: m1 = 1/2, m2 = 1/4, v = 0 − (1/(1/2))·(1/2)/(√(1/4)/√(1/4) + 0) = −1.
-        torch._fused_adam_([v], [g], [m1], [m2], [], [torch.tensor(1.0)], lr=1.0, beta1=0.5, beta2=0.75,
+        torch._fused_adam_([v], [g], [m1], [m2], [], [torch.tensor(1.0, **f64)], lr=1.0, beta1=0.5, beta2=0.75,
                            weight_decay=0.0, eps=0.0, amsgrad=False, maximize=False)
     except Exception:  # noqa: BLE001 - any failure means: use the foreach ops
         return False
@@ -155,11 +157,11 @@ def _fused_adam_works(device_type: str) -> bool:
 
 
 def _fused_adam_ok(grads, duals, exp_avgs, exp_avg_sqs, lr) -> bool:
-    """Fused kernel only for float32 / float64 CPU tensors with one memory layout (it walks them linearly)."""
+    """Fused kernel only for float32 / float64 CPU tensors with one dense memory layout (it walks them linearly)."""
     v0 = duals[0]
     if isinstance(lr, Tensor) or v0.dtype not in (torch.float32, torch.float64) or not _fused_adam_works(v0.device.type):
         return False
     return all(
-        v.is_contiguous() and g.stride() == v.stride() and m1.stride() == v.stride() and m2.stride() == v.stride()
+        _dense(v) and g.stride() == v.stride() and m1.stride() == v.stride() and m2.stride() == v.stride()
         for g, v, m1, m2 in zip(grads, duals, exp_avgs, exp_avg_sqs)
     )

@@ -40,7 +40,8 @@ class LinBreg(RegularizedOptimizer):
             ``momentum``.
         lr: τ. reg: J (``None`` = :class:`~bregman.regularizers.Null`). delta: δ > 0.
         momentum: β ∈ [0, 1) (Algorithm 2; note τ sits inside the buffer and momentum acts on v).
-        foreach: use the multi-tensor path (default: yes).
+        foreach: use the multi-tensor path (default: yes); with momentum on CPU it uses torch's fused
+            SGD kernel for the (m, v) update where that computes exactly the same coefficients.
 
     Example:
         >>> from bregman import LinBreg
@@ -155,7 +156,7 @@ def _fused_momentum_ok(grads: list[Tensor], duals: list[Tensor], bufs: list[Tens
 
     The kernel takes the gradient's coefficient as ``1 − dampening`` and casts it to the dtype; we
     use it only if that equals ``coeff`` in the dtype (else the foreach path runs), on float32 /
-    float64 CPU tensors whose memory layouts agree (it walks all of them linearly).
+    float64 CPU tensors with one dense memory layout (it walks all of them linearly).
     """
     v0 = duals[0]
     if not isinstance(coeff, float) or v0.dtype not in (torch.float32, torch.float64) or not _fused_sgd_works(v0.device.type):
@@ -163,7 +164,10 @@ def _fused_momentum_ok(grads: list[Tensor], duals: list[Tensor], bufs: list[Tens
     want = _round_to(coeff, v0.dtype)
     if want is None or _round_to(1.0 - (1.0 - coeff), v0.dtype) != want:
         return False
-    return all(
-        v.is_contiguous() and g.stride() == v.stride() and m.stride() == v.stride()
-        for g, v, m in zip(grads, duals, bufs)
-    )
+    return all(_dense(v) and g.stride() == v.stride() and m.stride() == v.stride() for g, v, m in zip(grads, duals, bufs))
+
+
+def _dense(t: Tensor) -> bool:
+    """Whether ``t`` covers its storage block exactly once (contiguous or channels-last)."""
+    return (t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
+            or (t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d)))

@@ -67,6 +67,9 @@ class Config:
     model: str  # key of bregman.models.MODELS: mlp | convnet | resnet18 | denoise_mlp
     dataset: str  # mnist | fashion-mnist | cifar10 | mnist-denoise (the dataset fixes the task)
     data_root: str | None = None  # None → $BREGMAN_DATA → per-user cache
+    # check every data file's md5 against the official release; false only for files you made
+    # yourself (the tests' fabricated CIFAR-10 batches)
+    verify_data: bool = True
     split: str = "paper"  # train/val split: "paper" (55k/5k on MNIST) | "code" (95/5, as the code)
     split_seed: int = 42  # seed of the train/val split (the authors' code: 42)
     noise_std: float = 0.05  # mnist-denoise only: std of the additive Gaussian noise
@@ -115,15 +118,22 @@ class Config:
     # --- baselines: pruning and thresholding
     prune_target: float | None = None  # iterative magnitude pruning to this density; None = off
     prune_structured: bool = False  # prune whole conv kernels instead of single weights
-    prune_steps: int = 5  # number of prune–retrain rounds
-    threshold_target: float | None = None  # post-hoc magnitude thresholding to this density
+    prune_steps: int = 5  # number of prune–retrain rounds (schedule: bregman.train.prune)
+    # post-hoc magnitude thresholding of the best model to this density, reported beside the
+    # unthresholded result (bregman.train.threshold); None = off
+    threshold_target: float | None = None
+    threshold_structured: bool = False  # threshold whole conv kernels (by ℓ2 norm) instead of single weights
 
     # --- execution: how, not what, is computed
     device: str = "auto"  # auto | cpu | cuda | cuda:<index>
     threads: int | None = None  # torch.set_num_threads; None = leave torch's default
-    channels_last: bool = True  # channels_last memory format for conv nets
-    compile: bool = False  # torch.compile the model
-    amp: str = "none"  # none | bf16 (autocast; on GPU)
+    # channels-last activations for conv nets (stem conv weights channels-last, the rest contiguous)
+    channels_last: bool = True
+    # keep freed memory in the process (glibc mallopt) instead of refaulting big activation buffers
+    # every step (~20 % of a ConvNet step on CPU); false = the C library's defaults
+    retain_memory: bool = True
+    compile: bool = False  # torch.compile the model (falls back to eager; slower on CPU here)
+    amp: str = "none"  # none | bf16 (autocast; changes results: an option, mainly for GPUs)
     foreach: bool = True  # optimizer multi-tensor fast path
     progress: str = "auto"  # progress bar: auto (on a terminal) | on | off
     checkpoint_every: int = 1  # save a resumable checkpoint every N epochs; 0 = only at the end

@@ -33,6 +33,7 @@ from bregman import init, metrics, regularizers
 from bregman.optim import OPTIMIZERS, create_optimizer
 from bregman.params import param_groups
 from bregman.train import distributed as dist_util
+from bregman.train import speed
 from bregman.train.checkpoint import load_checkpoint, save_atomic, write_text_atomic
 from bregman.train.config import Config, config_from_dict, config_to_dict, save_config
 from bregman.train.tasks import Task, task_for
@@ -41,7 +42,7 @@ __all__ = ["train", "TrainingError", "build_model", "build_optimizer", "build_lo
 
 #: Config fields that may differ between a run and its resumption (they do not change results).
 RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "checkpoint_every", "data_root", "device",
-                               "eval_batch_size"})
+                               "eval_batch_size", "threshold_target", "threshold_structured", "verify_data"})
 
 
 class TrainingError(RuntimeError):
@@ -68,8 +69,11 @@ def build_model(cfg: Config, device: torch.device) -> nn.Module:
                       weight_scale=cfg.weight_scale, bias_scale=cfg.bias_scale,
                       generator=torch.Generator().manual_seed(cfg.seed))
     model.to(device)
-    if cfg.channels_last and any(p.ndim == 4 for p in model.parameters()):
-        model.to(memory_format=torch.channels_last)
+    # Execution settings (bregman.train.speed): how fast, never what, the model computes.
+    if cfg.channels_last:  # channels-last activations; weights stay contiguous but the stem's
+        speed.channels_last_(model)
+    if cfg.retain_memory:  # no page faults on the big activation buffers, step after step
+        speed.retain_freed_memory()
     return model
 
 
@@ -99,7 +103,7 @@ def build_loaders(cfg: Config, device: torch.device, info: dist_util.DistInfo):
     from bregman.data import BatchLoader, cifar_augment, load_dataset, noisy_splits
 
     base = "mnist" if cfg.dataset == "mnist-denoise" else cfg.dataset
-    splits = load_dataset(base, cfg.data_root, split=cfg.split, seed=cfg.split_seed)
+    splits = load_dataset(base, cfg.data_root, split=cfg.split, seed=cfg.split_seed, verify=cfg.verify_data)
     if cfg.dataset == "mnist-denoise":
         splits = noisy_splits(splits, cfg.noise_std, seed=cfg.split_seed)
     augment = cifar_augment if cfg.dataset == "cifar10" and cfg.augment else None
@@ -250,6 +254,21 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
     opt = build_optimizer(cfg, groups)
     sched = build_scheduler(cfg, opt)
     forward = _maybe_compile(model, cfg)
+    pruner = None
+    if cfg.prune_target is not None:  # masks enforced around every opt.step() by hooks
+        from bregman.train.prune import Pruner
+
+        pruner = Pruner(model, cfg.prune_target, cfg.prune_steps, cfg.epochs, structured=cfg.prune_structured)
+        pruner.attach(opt)
+    # Fig. 1: the first conv layer's weight at epochs 0, 5, 20 and the last, {epoch: {name: tensor}}
+    snap_name = next((name for name, _, _ in metrics.weights(model, "conv")), None)
+    snap_path = run_dir / "kernels.pt"
+    snaps: dict[int, dict[str, torch.Tensor]] = {}
+
+    def snapshot(epoch: int) -> None:
+        if snap_name is not None and info.is_main and epoch in (0, 5, 20, cfg.epochs):
+            snaps[epoch] = {snap_name: dict(model.named_parameters())[snap_name].detach().cpu().clone()}
+            save_atomic(snaps, snap_path)
 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": 0, "score": -math.inf, "state": None, "metrics": None}
@@ -264,6 +283,10 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
         train_loader.load_state_dict(ck["loader"])
         torch.set_rng_state(ck["rng"])
         history, best, wall = ck["history"], ck["best"], ck["wall_time"]
+        if pruner is not None and ck.get("pruner") is not None:
+            pruner.load_state_dict(ck["pruner"])
+        if snap_name is not None and snap_path.exists():
+            snaps.update(torch.load(snap_path, weights_only=True))
     elif resume and (run_dir / "metrics.jsonl").exists():
         raise TrainingError(f"{run_dir} has metrics but no checkpoint.pt to resume from")
 
@@ -280,6 +303,10 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
         table.header()
         for m in history:
             table.row(m)
+    if not history:
+        snapshot(0)
+        if pruner is not None:
+            pruner.update(0)
     try:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -292,6 +319,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
                     f"non-finite training loss ({tr['loss']}) in epoch {epoch}: the learning rate "
                     f"{opt.param_groups[0]['lr']:g} is likely too large; lower it (--set lr=...). "
                     f"The checkpoint of epoch {epoch - 1} in {run_dir} is intact.")
+            if pruner is not None:
+                pruner.update(epoch)
             va = evaluate(forward, model, val_loader, task, cfg, device)
             sparsity = metrics.sparsity_report(model)
             lr = opt.param_groups[0]["lr"]
@@ -305,7 +334,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
                                                                         "active_neurons", "l1_norm")},
                    "lr": lr, "seconds": seconds}
             history.append(row)
-            if va["score"] >= best["score"]:  # ties → the later epoch, as the authors' code
+            # ties → the later epoch, as the authors' code; a pruned run competes only at its target
+            if (pruner is None or pruner.done) and va["score"] >= best["score"]:
                 best = {"epoch": epoch, "score": va["score"], "metrics": row,
                         "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
             if info.is_main:
@@ -318,27 +348,46 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
                                  "optimizer": opt.state_dict(),
                                  "scheduler": sched.state_dict() if sched is not None else None,
                                  "loader": train_loader.state_dict(), "rng": torch.get_rng_state(),
-                                 "history": history, "best": best, "wall_time": wall}, ckpt_path)
+                                 "history": history, "best": best, "wall_time": wall,
+                                 "pruner": pruner.state_dict() if pruner is not None else None}, ckpt_path)
                 _write_summary(run_dir, meta, history, best, wall, task, finished=False)
+                snapshot(epoch)
     except KeyboardInterrupt:
         if info.is_main:
             print(f"\ninterrupted; the last checkpoint in {run_dir} is intact: continue with --resume",
                   file=sys.stderr)
         raise
 
-    summary = finish(model, forward, best, test_loader, task, cfg, device)
+    summary = finish(model, forward, best, test_loader, task, cfg, device, val_loader=val_loader,
+                     train_loader=train_loader)
     if info.is_main:
         summary = _write_summary(run_dir, meta, history, best, wall, task, finished=True, test=summary)
     dist_util.teardown()
     return summary
 
 
-def finish(model, forward, best, test_loader, task, cfg, device) -> dict[str, Any]:
-    """Evaluate the best-validation model on the test set (under eval mode and inference mode)."""
+def finish(model, forward, best, test_loader, task, cfg, device, *, val_loader=None,
+           train_loader=None) -> dict[str, Any]:
+    """Evaluate the best-validation model on the test set (under eval mode and inference mode).
+
+    With ``cfg.threshold_target`` the model is then thresholded in place and evaluated again on
+    test, validation and (a clean, unaugmented pass over) the training split: ``thresh`` in the
+    result (see :func:`bregman.train.threshold.evaluate_thresholded`)."""
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     te = evaluate(forward, model, test_loader, task, cfg, device)
-    return {f"test_{task.score_name}": te["score"], "test_loss": te["loss"]}
+    out: dict[str, Any] = {f"test_{task.score_name}": te["score"], "test_loss": te["loss"]}
+    if cfg.threshold_target is not None:
+        from bregman.data import BatchLoader
+        from bregman.train.threshold import evaluate_thresholded
+
+        loaders = {"test": test_loader, "val": val_loader,
+                   "train": None if train_loader is None else BatchLoader(train_loader.dataset, cfg.eval_batch_size,
+                                                                          device=device)}
+        out["thresh"] = evaluate_thresholded(model, forward, {k: v for k, v in loaders.items() if v is not None},
+                                             task, cfg, device, cfg.threshold_target,
+                                             structured=cfg.threshold_structured)
+    return out
 
 
 def _write_summary(run_dir: Path, meta: dict, history: list, best: dict, wall: float, task: Task, *,
@@ -353,18 +402,19 @@ def _write_summary(run_dir: Path, meta: dict, history: list, best: dict, wall: f
         "final": {k: history[-1].get(k) for k in (f"train_{s}", f"val_{s}", *keys)} if history else {},
         "wall_time": wall,
     }
+    if (test or {}).get("thresh") is not None:  # flat copies: the columns bregman.report prints
+        from bregman.train.threshold import summary_extra
+
+        summary["extra"] = {**summary.get("extra", {}), **summary_extra(test["thresh"])}
     write_text_atomic(json.dumps(summary, indent=2) + "\n", run_dir / "summary.json")
     return summary
 
 
 def _maybe_compile(model: nn.Module, cfg: Config) -> nn.Module:
+    """``torch.compile(model)`` with ``cfg.compile``; eager where compiling fails (with a warning)."""
     if not cfg.compile:
         return model
-    try:
-        return torch.compile(model)
-    except Exception as e:  # no working compiler on this machine: run eagerly
-        print(f"torch.compile unavailable ({e}); running eagerly", file=sys.stderr)
-        return model
+    return speed.compile_or_eager(model)
 
 
 def _make_bar(total: int, epoch: int, epochs: int):

@@ -1,0 +1,74 @@
+"""The paper's Fig. 1: first-layer conv kernels at a few epochs, zero kernels left blank.
+
+The training loop saves the first conv layer's weight of conv nets into ``run_dir/kernels.pt``
+(``{epoch: {weight name: tensor}}`` for epochs 0, 5, 20 and the last; see
+:func:`bregman.train.loop.train`), so the figure of a finished run is::
+
+    import torch
+    from bregman.figures import plot_kernels
+    snaps = torch.load("runs/fmnist-cnn/seed0/kernels.pt", weights_only=True)
+    plot_kernels(snaps, "features.conv1.weight", "fig1.png")
+
+matplotlib is imported only when a figure is drawn, and only its object-oriented API (no pyplot,
+no global backend switch).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["kernel_grid", "plot_kernels"]
+
+
+def kernel_grid(weight: Tensor, pad: int = 1) -> Tensor:
+    """All kernels K_{i,j} of a conv weight (c_out × c_in × k × k) tiled on a near-square grid
+    (the ConvNet's 64 kernels of 5×5: 8×8), separated by ``pad`` NaN pixels (drawn white)."""
+    if weight.ndim != 4:
+        raise ValueError(f"expected a 2-d conv weight (c_out × c_in × k × k), got shape {tuple(weight.shape)}")
+    kernels = weight.detach().float().cpu().reshape(-1, *weight.shape[2:])
+    n, kh, kw = kernels.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = torch.full((rows * (kh + pad) + pad, cols * (kw + pad) + pad), float("nan"))
+    for k in range(n):
+        r, c = divmod(k, cols)
+        y, x = pad + r * (kh + pad), pad + c * (kw + pad)
+        grid[y:y + kh, x:x + kw] = kernels[k]
+    return grid
+
+
+def plot_kernels(state_dicts_by_epoch: Mapping[int, Mapping[str, Tensor] | Tensor], layer_name: str,
+                 out_path: str | Path) -> Path:
+    """One panel per epoch (ascending) showing every kernel of ``layer_name`` (a weight name in each
+    state dict; a bare tensor per epoch works too). The diverging colour scale is symmetric about 0
+    and shared by all panels, so a zero kernel is a blank (near-white) square; each title gives the
+    epoch and the number of non-zero kernels.
+
+    Returns ``out_path`` (PNG, or whatever format its suffix names).
+    """
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+    from matplotlib import colormaps
+
+    if not state_dicts_by_epoch:
+        raise ValueError("no epochs to plot")
+    weights = {int(e): (s if isinstance(s, Tensor) else s[layer_name]) for e, s in sorted(state_dicts_by_epoch.items())}
+    vmax = max(float(w.abs().max()) for w in weights.values()) or 1.0
+    cmap = colormaps["RdBu_r"].with_extremes(bad="white")
+    fig = Figure(figsize=(3.0 * len(weights), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(weights), squeeze=False)[0]
+    for ax, (epoch, w) in zip(axes, weights.items()):
+        nonzero = int(torch.count_nonzero(w.detach().flatten(2).abs().amax(dim=2)))
+        total = w.shape[0] * w.shape[1]
+        ax.imshow(kernel_grid(w).numpy(), cmap=cmap, norm=Normalize(-vmax, vmax), interpolation="nearest")
+        ax.set_title(f"epoch {epoch}: {nonzero}/{total} kernels", fontsize=9)
+        ax.set_axis_off()
+    fig.suptitle(layer_name, fontsize=10)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=120)
+    return out_path
