@@ -9,7 +9,7 @@ steps (so v and the moments look as after a few steps), the optimizers are stepp
 table shows median ms per step, the ratio to the baseline measured in the same run, the target,
 and the optimizer state's bytes per parameter byte.
 
-    python benchmarks/optimizer_step.py [--steps 40] [--warmup 5] [--threads N] [--json PATH]
+    python benchmarks/optimizer_step.py [--steps 50] [--warmup 5] [--threads N] [--json PATH]
 
 Exit status is 0 even when a target is missed (timings on a shared machine are noisy); the
 PASS/FAIL column and ``--json`` carry the verdict.
@@ -20,6 +20,7 @@ import argparse
 import gc
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -145,6 +146,14 @@ def state_ratio(opt: torch.optim.Optimizer, params: list[torch.Tensor]) -> float
     return state / sum(p.nbytes for p in params)
 
 
+def _loadavg() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def git_revision() -> str | None:
     try:
         r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -156,7 +165,7 @@ def git_revision() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=40, help="timed steps per optimizer (default 40)")
+    ap.add_argument("--steps", type=int, default=50, help="timed steps per optimizer (default 50)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
@@ -172,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     n_params = sum(math.prod(s) for _, s in shapes)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {n_params / 1e6:.2f} M parameters "
           f"in {len(shapes)} tensors from {source}; {DENSITY:.0%} of weights non-zero")
+    load_before = _loadavg()
 
     todo = cases()
     for c in todo:
@@ -218,12 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r["method"] for r in rows if r["verdict"] == "FAIL"]
     print(f"{args.steps} timed steps each (median), after {args.warmup} warm-up steps; "
           + (f"missed: {', '.join(failed)}" if failed else "all targets met"))
+    loads = [x for x in (load_before, _loadavg()) if x is not None]
+    load = max(loads) if loads else None
+    cores = os.cpu_count() or 1
+    if load is not None and load > cores:
+        print(f"note: load average {load:.1f} on {cores} cores during the run: other processes compete for "
+              f"the CPU, so timings (and ratios) are noisy; rerun on a quiet machine to judge the targets")
 
     if args.json:
         out = dict(benchmark="optimizer_step", torch=torch.__version__, threads=torch.get_num_threads(),
                    git_revision=git_revision(), python=platform.python_version(), machine=platform.machine(),
                    processor=platform.processor() or None, n_params=n_params, n_tensors=len(shapes),
-                   shapes_from=source, density=DENSITY, steps=args.steps, warmup=args.warmup, seed=args.seed,
+                   cpu_count=os.cpu_count(), load_average=load, shapes_from=source, density=DENSITY,
+                   steps=args.steps, warmup=args.warmup, seed=args.seed,
                    results=rows, all_targets_met=not failed)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2) + "\n")

@@ -153,13 +153,15 @@ def _fused_adam_works(device_type: str) -> bool:
                            weight_decay=0.0, eps=0.0, amsgrad=False, maximize=False)
     except Exception:  # noqa: BLE001 - any failure means: use the foreach ops
         return False
-    return m1.tolist() == [0.5] * 3 and m2.tolist() == [0.25] * 3 and v.tolist() == [-1.0] * 3 and g.tolist() == [1.0] * 3
+    return (m1.tolist() == [0.5] * 3 and m2.tolist() == [0.25] * 3 and v.tolist() == [-1.0] * 3
+            and g.tolist() == [1.0] * 3)
 
 
 def _fused_adam_ok(grads, duals, exp_avgs, exp_avg_sqs, lr) -> bool:
     """Fused kernel only for float32 / float64 CPU tensors with one dense memory layout (it walks them linearly)."""
     v0 = duals[0]
-    if isinstance(lr, Tensor) or v0.dtype not in (torch.float32, torch.float64) or not _fused_adam_works(v0.device.type):
+    if (isinstance(lr, Tensor) or v0.dtype not in (torch.float32, torch.float64)
+            or not _fused_adam_works(v0.device.type)):
         return False
     return all(
         _dense(v) and g.stride() == v.stride() and m1.stride() == v.stride() and m2.stride() == v.stride()

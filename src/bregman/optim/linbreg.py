@@ -143,7 +143,9 @@ def _fused_sgd_works(device_type: str) -> bool:
     if device_type != "cpu" or not hasattr(torch, "_fused_sgd_"):
         return False
     try:
-        v, g, m = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+        f64 = dict(dtype=torch.float64)
+        v, g, m = torch.zeros(3, **f64), torch.ones(3, **f64), torch.ones(3, **f64)
+        # β = 1/2, coefficient 1 − 3/4 = 1/4: m = 1/2 + 1/4 = 3/4, v = 0 − 3/4.
         torch._fused_sgd_([v], [g], [m], weight_decay=0.0, momentum=0.5, lr=1.0, dampening=0.75,
                           nesterov=False, maximize=False, is_first_step=False)
     except Exception:  # noqa: BLE001 - any failure means: use the foreach ops
@@ -159,12 +161,14 @@ def _fused_momentum_ok(grads: list[Tensor], duals: list[Tensor], bufs: list[Tens
     float64 CPU tensors with one dense memory layout (it walks all of them linearly).
     """
     v0 = duals[0]
-    if not isinstance(coeff, float) or v0.dtype not in (torch.float32, torch.float64) or not _fused_sgd_works(v0.device.type):
+    if (not isinstance(coeff, float) or v0.dtype not in (torch.float32, torch.float64)
+            or not _fused_sgd_works(v0.device.type)):
         return False
     want = _round_to(coeff, v0.dtype)
     if want is None or _round_to(1.0 - (1.0 - coeff), v0.dtype) != want:
         return False
-    return all(_dense(v) and g.stride() == v.stride() and m.stride() == v.stride() for g, v, m in zip(grads, duals, bufs))
+    return all(_dense(v) and g.stride() == v.stride() and m.stride() == v.stride()
+               for g, v, m in zip(grads, duals, bufs))
 
 
 def _dense(t: Tensor) -> bool:
