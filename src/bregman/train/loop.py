@@ -42,7 +42,8 @@ __all__ = ["train", "TrainingError", "build_model", "build_optimizer", "build_lo
 
 #: Config fields that may differ between a run and its resumption (they do not change results).
 RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "checkpoint_every", "data_root", "device",
-                               "eval_batch_size", "threshold_target", "threshold_structured", "verify_data"})
+                               "eval_batch_size", "threshold_target", "threshold_structured", "verify_data",
+                               "retain_memory"})
 
 
 class TrainingError(RuntimeError):

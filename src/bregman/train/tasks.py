@@ -16,11 +16,10 @@ from torch import Tensor
 __all__ = ["Task", "TASKS", "task_for", "ssim"]
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5, *, dtype=torch.float32, device=None) -> Tensor:
+def _gaussian_1d(size: int = 11, sigma: float = 1.5, *, dtype=torch.float32, device=None) -> Tensor:
     x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
+    return g / g.sum()
 
 
 def ssim(x: Tensor, y: Tensor, *, data_range: float = 1.0, window: int = 11, sigma: float = 1.5) -> Tensor:
@@ -32,10 +31,11 @@ def ssim(x: Tensor, y: Tensor, *, data_range: float = 1.0, window: int = 11, sig
     scikit-image's ``gaussian_weights=True`` and torchmetrics). Inputs N×C×H×W; returns N values.
     """
     c = x.shape[1]
-    w = _gaussian_window(window, sigma, dtype=x.dtype, device=x.device).expand(c, 1, window, window)
+    g = _gaussian_1d(window, sigma, dtype=x.dtype, device=x.device)
+    col, row = g.view(1, 1, -1, 1).expand(c, 1, window, 1), g.view(1, 1, 1, -1).expand(c, 1, 1, window)
 
-    def blur(t: Tensor) -> Tensor:
-        return F.conv2d(t, w, groups=c)
+    def blur(t: Tensor) -> Tensor:  # the 2-D Gaussian is separable: two 1-D passes, 5× cheaper
+        return F.conv2d(F.conv2d(t, col, groups=c), row, groups=c)
 
     mu_x, mu_y = blur(x), blur(y)
     sxx = blur(x * x) - mu_x**2

@@ -1,0 +1,416 @@
+"""Training speed of every paper model against this machine's limit and a plain PyTorch loop.
+
+For each model (built by the library from its preset: sparse init, param groups, speed settings)
+three ways to train on the same in-memory data (synthetic, of the real shape and size) are timed:
+
+* ``plain``:   a plain PyTorch loop (contiguous model, ``torch.optim.SGD(model.parameters())``,
+  per-batch index gather over float tensors, ``loss.item()`` per step), run in a separate
+  process with the C library's and torch's defaults, so no process-wide setting of the library
+  (allocator, threads) helps it;
+* ``SGD``:     the library's pipeline (``train_epoch`` over a ``BatchLoader``, default speed
+  settings of ``Config``) with ``torch.optim.SGD``;
+* ``LinBreg``: the same pipeline with LinBreg and the preset's regularizers;
+* ``LinBreg+compile`` (``--compile``): the pipeline with ``compile=true``; its compile time
+  (first chunk minus a steady one) is reported apart.
+
+Variants are run round-robin in chunks of a fixed number of steps (the order rotated every
+round), so background load hits all alike; the epoch time is the median chunk scaled to one
+epoch (MLP: whole epochs). Reported per model: epoch times, the speed-up of the pipeline's
+LinBreg over the plain loop, the Bregman overhead (LinBreg epoch / SGD epoch − 1), FLOPs of one
+forward+backward (``torch.utils.flop_counter``), achieved GFLOP/s of the LinBreg pipeline and
+that as a fraction of the machine's peak: the median GFLOP/s of a 2048×2048 fp32 matmul timed in
+the same run; plus the time to evaluate 5,000 samples (``evaluate``, inference mode).
+
+    python benchmarks/training_speed.py [--models mlp,convnet,resnet18,denoise] [--quick]
+        [--rounds 3] [--threads N] [--clock wall|cpu] [--compile] [--json PATH]
+
+``--clock cpu`` (with ``--threads 1``) times the CPU time of the training thread instead of wall
+time: a steadier figure on a machine busy with other work. Exit status is 0 even when a target is
+missed; the PASS/FAIL column and ``--json`` carry the verdict.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+try:
+    import bregman  # noqa: F401
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(ROOT / "src"))
+
+BATCH = 128
+TARGET_CONVNET_SPEEDUP = 2.0
+TARGET_MLP_EPOCH_S = 0.8
+TARGET_OVERHEAD = 0.05
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One model: its preset, its epoch and how many steps one timed chunk has."""
+
+    key: str
+    preset: str
+    overrides: dict[str, Any]
+    epoch_samples: int  # training samples of one epoch
+    steps: int  # steps per timed chunk (0: whole epochs)
+    quick_steps: int
+    shape: tuple[int, ...]
+
+
+SPECS = {
+    # the "code" split (95/5) of MNIST: 57,000 training images, the target's epoch
+    "mlp": Spec("mlp", "mnist-mlp", {"split": "code"}, 57_000, 0, 0, (1, 28, 28)),
+    "convnet": Spec("convnet", "fmnist-cnn", {}, 55_000, 40, 15, (1, 28, 28)),
+    "resnet18": Spec("resnet18", "cifar10-resnet18", {}, 50_000, 10, 3, (3, 32, 32)),
+    "denoise": Spec("denoise", "mnist-denoise", {}, 55_000, 60, 20, (1, 28, 28)),
+}
+EVAL_SAMPLES = 5_000
+
+
+def _clock(kind: str) -> Callable[[], float]:
+    return time.thread_time if kind == "cpu" else time.perf_counter
+
+
+def _config(spec: Spec, **extra: Any):
+    from bregman.train.config import apply_overrides, load_config
+
+    cfg = load_config(spec.preset)
+    return apply_overrides(cfg, {**spec.overrides, "device": "cpu", "progress": "off", **extra})
+
+
+def _dataset(spec: Spec, n: int, seed: int = 0):
+    """Synthetic data of the model's shape: uint8 images + labels, or (noisy, clean) float pairs."""
+    from bregman.data.datasets import ArrayDataset
+
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, *spec.shape), dtype=torch.uint8, generator=g)
+    if spec.key == "denoise":
+        from bregman.data.noisy import add_gaussian_noise
+
+        return add_gaussian_noise(ArrayDataset(images, torch.zeros(n, dtype=torch.int64)), 0.05, generator=g)
+    return ArrayDataset(images, torch.randint(0, 10, (n,), generator=g))
+
+
+def _chunk_samples(spec: Spec, quick: bool) -> int:
+    steps = spec.quick_steps if quick else spec.steps
+    return spec.epoch_samples if steps == 0 else steps * BATCH
+
+
+# ------------------------------------------------------------------------ the plain loop (worker)
+def _plain_worker(conn, spec: Spec, n: int, threads: int | None, clock: str) -> None:
+    """A plain PyTorch loop in a fresh process: torch's and the C library's defaults."""
+    import torch.nn.functional as F
+
+    if threads:
+        torch.set_num_threads(threads)
+    from bregman.train.loop import build_model
+
+    cfg = _config(spec, channels_last=False, retain_memory=False)  # no speed setting of ours
+    model = build_model(cfg, torch.device("cpu"))
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    data = _dataset(spec, n)
+    x_all = data.images.float() / 255 if data.images.dtype == torch.uint8 else data.images
+    y_all = data.labels
+    loss_fn = F.mse_loss if spec.key == "denoise" else F.cross_entropy
+    tick = _clock(clock)
+    g = torch.Generator().manual_seed(1)
+
+    def run(steps: int | None) -> float:
+        model.train()
+        perm = torch.randperm(len(x_all), generator=g)
+        total, t0 = 0.0, tick()
+        for k, i in enumerate(range(0, len(x_all), BATCH)):
+            if steps is not None and k >= steps:
+                break
+            idx = perm[i:i + BATCH]
+            x, y = x_all[idx], y_all[idx]
+            out = model(x)
+            loss = loss_fn(out, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        return tick() - t0
+
+    conn.send("ready")
+    while True:
+        msg = conn.recv()
+        if msg == "stop":
+            break
+        conn.send(run(msg))
+    conn.close()
+
+
+class PlainRunner:
+    def __init__(self, spec: Spec, n: int, threads: int | None, clock: str) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_plain_worker, args=(child, spec, n, threads, clock), daemon=True)
+        self.proc.start()
+        assert self.conn.recv() == "ready"
+
+    def __call__(self, steps: int | None = None) -> float:
+        self.conn.send(steps)
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send("stop")
+        self.proc.join(timeout=30)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+class PipelineRunner:
+    """``train_epoch`` of the library over a BatchLoader, as ``train`` runs it."""
+
+    def __init__(self, spec: Spec, n: int, clock: str, **overrides: Any) -> None:
+        from bregman.data import BatchLoader
+        from bregman.train import distributed as dist_util
+        from bregman.train.loop import _maybe_compile, build_model, build_optimizer, regularizer_groups
+        from bregman.train.tasks import task_for
+
+        self.spec, self.cfg = spec, _config(spec, **overrides)
+        self.device = torch.device("cpu")
+        self.model = build_model(self.cfg, self.device)
+        self.groups = regularizer_groups(self.cfg, self.model)
+        self.opt = build_optimizer(self.cfg, self.groups)
+        self.forward = _maybe_compile(self.model, self.cfg)
+        self.task = task_for(self.cfg.dataset)
+        self.info = dist_util.DistInfo()
+        data = _dataset(spec, n)
+        from bregman.data import cifar_augment
+
+        # as build_loaders: CIFAR-10 batches are augmented (random crop + flip) on the fly
+        self.augment = cifar_augment if self.cfg.dataset == "cifar10" and self.cfg.augment else None
+        self.loader = BatchLoader(data, BATCH, shuffle=True, augment=self.augment,
+                                  generator=torch.Generator().manual_seed(1))
+        self.data = data
+        self.tick = _clock(clock)
+
+    def __call__(self, steps: int | None = None) -> float:
+        from bregman.data import BatchLoader
+        from bregman.train.loop import train_epoch
+
+        loader = self.loader
+        if steps is not None:  # a short warm-up chunk
+            sub = self.data.subset(torch.arange(min(len(self.data), steps * BATCH)))
+            loader = BatchLoader(sub, BATCH, shuffle=True, augment=self.augment,
+                                 generator=torch.Generator().manual_seed(2))
+        t0 = self.tick()
+        train_epoch(self.model, self.forward, self.opt, loader, self.task, self.cfg, self.groups, self.info,
+                    self.device)
+        return self.tick() - t0
+
+    def eval_seconds(self, samples: int, cap: int) -> float:
+        """Seconds to evaluate ``samples`` samples at the preset's eval batch size (timed on ``cap``)."""
+        from bregman.data import BatchLoader
+        from bregman.train.loop import evaluate
+
+        m = min(samples, cap)
+        loader = BatchLoader(_dataset(self.spec, m, seed=3), min(self.cfg.eval_batch_size, m), device=self.device)
+        evaluate(self.forward, self.model, loader, self.task, self.cfg, self.device)  # warm-up
+        t0 = self.tick()
+        evaluate(self.forward, self.model, loader, self.task, self.cfg, self.device)
+        return (self.tick() - t0) * samples / m
+
+
+# ----------------------------------------------------------------------------------- measuring
+def matmul_peak(clock: str, n: int = 2048, reps: int = 10) -> float:
+    """Median GFLOP/s of an n×n fp32 matmul (the machine's practical peak)."""
+    tick = _clock(clock)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    for _ in range(2):
+        torch.mm(a, b, out=out)
+    times = []
+    for _ in range(reps):
+        t0 = tick()
+        torch.mm(a, b, out=out)
+        times.append(tick() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def step_flops(spec: Spec) -> float:
+    """FLOPs of one forward + backward at batch 128 (matmuls and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bregman.train.loop import build_model
+    from bregman.train.tasks import task_for
+
+    cfg = _config(spec)
+    model = build_model(cfg, torch.device("cpu")).train()
+    data = _dataset(spec, BATCH)
+    from bregman.data.loader import to_float
+
+    x, y = to_float(data.images), to_float(data.labels)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        task_for(cfg.dataset).loss(model(x), y).backward()
+    return float(counter.get_total_flops())
+
+
+def _loadavg() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                             timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def bench_model(spec: Spec, args, peak: float) -> dict[str, Any]:
+    n = _chunk_samples(spec, args.quick)
+    chunk_steps = math.ceil(n / BATCH)
+    epoch_steps = math.ceil(spec.epoch_samples / BATCH)
+    scale = epoch_steps / chunk_steps
+    print(f"[{spec.key}] building ({chunk_steps} steps per chunk, {epoch_steps} per epoch) ...", file=sys.stderr,
+          flush=True)
+    runners: dict[str, Callable[..., float]] = {}
+    plain = PlainRunner(spec, n, args.threads, args.clock)
+    runners["plain"] = plain
+    runners["SGD"] = PipelineRunner(spec, n, args.clock, optimizer="sgd", momentum=0.0)
+    runners["LinBreg"] = PipelineRunner(spec, n, args.clock, optimizer="linbreg", momentum=0.0)
+    compile_s = None
+    if args.compile:
+        comp = PipelineRunner(spec, n, args.clock, optimizer="linbreg", momentum=0.0, compile=True)
+        t0 = time.perf_counter()  # wall time: inductor compiles in worker processes too
+        comp(steps=3)  # compiles forward and backward
+        t1 = time.perf_counter()
+        comp(steps=3)
+        compile_s = (t1 - t0) - (time.perf_counter() - t1)
+        runners["LinBreg+compile"] = comp
+    warm = 3 if spec.key == "resnet18" else 10
+    for run in runners.values():
+        run(steps=warm if chunk_steps > warm else 1)
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    names = list(runners)
+    for r in range(args.rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for k in order:
+            times[k].append(runners[k]() * scale)
+        print(f"[{spec.key}] round {r + 1}/{args.rounds}: " +
+              ", ".join(f"{k} {times[k][-1]:.2f}s" for k in names), file=sys.stderr, flush=True)
+    eval_s = runners["LinBreg"].eval_seconds(EVAL_SAMPLES, cap=500 if spec.key == "resnet18" else EVAL_SAMPLES)
+    plain.close()
+    epoch = {k: statistics.median(v) for k, v in times.items()}
+    flops = step_flops(spec)
+    gflops = flops * epoch_steps / epoch["LinBreg"] / 1e9
+    res = {
+        "model": spec.key, "preset": spec.preset, "epoch_samples": spec.epoch_samples, "epoch_steps": epoch_steps,
+        "chunk_steps": chunk_steps, "epoch_s": epoch, "epoch_s_all": times,
+        "speedup_vs_plain": epoch["plain"] / epoch["LinBreg"],
+        "sgd_speedup_vs_plain": epoch["plain"] / epoch["SGD"],
+        "bregman_overhead": epoch["LinBreg"] / epoch["SGD"] - 1,
+        "gflop_per_step": flops / 1e9, "gflops": gflops, "peak_fraction": gflops / peak,
+        "eval_5k_s": eval_s, "compile_s": compile_s,
+    }
+    checks = {"overhead": res["bregman_overhead"] <= TARGET_OVERHEAD}
+    if spec.key == "convnet":
+        checks["speedup"] = res["speedup_vs_plain"] >= TARGET_CONVNET_SPEEDUP
+    if spec.key == "mlp":
+        checks["mlp_epoch"] = epoch["LinBreg"] < TARGET_MLP_EPOCH_S
+    res["checks"] = checks
+    return res
+
+
+def print_table(results: list[dict[str, Any]], peak: float, args) -> None:
+    cols = ("model", "epoch", "plain s", "SGD s", "LinBreg s", "vs plain", "Breg. ovh", "GFLOP/step",
+            "GFLOP/s", "% peak", "eval 5k s", "targets")
+    rows = []
+    for r in results:
+        e = r["epoch_s"]
+        ok = " ".join(f"{k}:{'PASS' if v else 'FAIL'}" for k, v in r["checks"].items())
+        rows.append((r["model"], f"{r['epoch_samples']:,}", f"{e['plain']:.2f}", f"{e['SGD']:.2f}", f"{e['LinBreg']:.2f}",
+                     f"{r['speedup_vs_plain']:.2f}x", f"{100 * r['bregman_overhead']:+.1f}%",
+                     f"{r['gflop_per_step']:.2f}", f"{r['gflops']:.0f}", f"{100 * r['peak_fraction']:.0f}%",
+                     f"{r['eval_5k_s']:.2f}", ok))
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
+    print(f"\nmatmul peak (2048² fp32, median): {peak:.0f} GFLOP/s; threads {torch.get_num_threads()}; "
+          f"clock {args.clock}")
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    for row in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    comp = [r for r in results if r.get("compile_s") is not None]
+    for r in comp:
+        e = r["epoch_s"]
+        print(f"{r['model']}: compile=true epoch {e['LinBreg+compile']:.2f} s vs eager {e['LinBreg']:.2f} s; "
+              f"compile time {r['compile_s']:.1f} s (over 100 epochs: {100 * e['LinBreg+compile'] + r['compile_s']:.0f} s "
+              f"vs {100 * e['LinBreg']:.0f} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="mlp,convnet,resnet18,denoise",
+                    help="comma-separated subset of: " + ", ".join(SPECS))
+    ap.add_argument("--quick", action="store_true", help="short chunks (a smoke test; noisier)")
+    ap.add_argument("--rounds", type=int, default=None, help="timed chunks per variant (default 3, --quick 2)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time, or the training thread's CPU time (needs --threads 1)")
+    ap.add_argument("--compile", action="store_true", help="also time compile=true (and its compile time)")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = ap.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in SPECS]
+    if unknown:
+        ap.error(f"unknown model(s) {unknown}; choose from {list(SPECS)}")
+    if args.clock == "cpu" and args.threads != 1:
+        ap.error("--clock cpu measures one thread: add --threads 1")
+    args.rounds = args.rounds or (2 if args.quick else 3)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = _loadavg()
+    cores = os.cpu_count() or 1
+    if load_before is not None and load_before > 0.5 * cores:
+        print(f"warning: load average {load_before:.1f} on {cores} cores: other work is running; absolute "
+              f"figures are inflated (ratios measured within the run hold better)", file=sys.stderr)
+    t_start = time.perf_counter()
+    peak = matmul_peak(args.clock)
+    results = [bench_model(SPECS[m], args, peak) for m in models]
+    peak_end = matmul_peak(args.clock)
+    print_table(results, peak, args)
+    print(f"(matmul peak at the end: {peak_end:.0f} GFLOP/s; load average {load_before} → {_loadavg()}; "
+          f"{time.perf_counter() - t_start:.0f} s)")
+    if args.json:
+        out = {"benchmark": "training_speed", "torch": torch.__version__, "cpu": _cpu_name(), "cores": cores,
+               "threads": torch.get_num_threads(), "clock": args.clock, "quick": args.quick, "rounds": args.rounds,
+               "git_rev": _git_revision(), "loadavg_before": load_before, "loadavg_after": _loadavg(),
+               "matmul_peak_gflops": peak, "matmul_peak_gflops_end": peak_end, "results": results,
+               "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
