@@ -34,7 +34,7 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 def to_float(t: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float32 in [0, 1]; floats -> float32; anything else unchanged."""
     if t.dtype == torch.uint8:
-        return t.to(torch.float32).div_(255)
+        return t.div(255.0)  # true division of an integer tensor: float32 in one pass
     if t.is_floating_point():
         return t.to(torch.float32)
     return t

@@ -32,6 +32,9 @@ class Normalize(nn.Module):
             raise ValueError(f"std must be positive, got {std}")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
+        # (x − m)/s = x·(1/s) + (−m/s): one fused addcmul per batch instead of two passes.
+        self.register_buffer("_scale", 1.0 / self.std, persistent=False)
+        self.register_buffer("_shift", -self.mean / self.std, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2 or (x.shape[1] != self.mean.numel() and self.mean.numel() != 1):
@@ -40,9 +43,7 @@ class Normalize(nn.Module):
             )
         # Broadcast along dimension 1 whatever the rank (N×C×H×W images or N×D flat vectors).
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        mean = self.mean.to(x.dtype).view(shape)
-        std = self.std.to(x.dtype).view(shape)
-        return (x - mean) / std
+        return torch.addcmul(self._shift.to(x.dtype).view(shape), x, self._scale.to(x.dtype).view(shape))
 
     def extra_repr(self) -> str:
         mean = [round(m, 4) for m in self.mean.tolist()]
