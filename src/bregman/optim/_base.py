@@ -97,6 +97,20 @@ class RegularizedOptimizer(Optimizer):
             )
         return p.grad
 
+    def _with_grads(self, group: dict[str, Any], params: list, grads: list):
+        """Yield ``(p, state, fresh)`` for each parameter with a gradient, appending it and its
+        gradient to ``params`` / ``grads``; ``fresh`` says its dual variable v was just created."""
+        for i, p in enumerate(group["params"]):
+            if p.grad is None:
+                continue
+            grads.append(self._grad_of(p))
+            params.append(p)
+            state = self.state[p]
+            fresh = "v" not in state
+            if fresh:
+                state["v"] = self._init_dual(p, group, self._param_name(group, i, p))
+            yield p, state, fresh
+
     def _init_dual(self, p: Tensor, group: dict[str, Any], name: str) -> Tensor:
         """v₀ = θ₀/δ + p₀ with p₀ ∈ ∂J(θ₀), so that prox_{δJ}(δ v₀) = θ₀ (PAPER.md §1.6)."""
         reg: Regularizer = group["reg"]

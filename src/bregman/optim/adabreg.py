@@ -63,17 +63,12 @@ class AdaBreg(RegularizedOptimizer):
         *,
         foreach: bool | None = None,
     ) -> None:
-        super().__init__(params, dict(lr=lr, reg=reg, delta=delta, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps, foreach=foreach))
+        betas = tuple(betas) if isinstance(betas, list) else betas
+        super().__init__(params, dict(lr=lr, reg=reg, delta=delta, betas=betas, eps=eps, foreach=foreach))
 
     def _init_group(self, group, params, grads, duals, exp_avgs, exp_avg_sqs, steps) -> None:
-        for i, p in enumerate(group["params"]):
-            if p.grad is None:
-                continue
-            grads.append(self._grad_of(p))
-            params.append(p)
-            state = self.state[p]
-            if "v" not in state:
-                state["v"] = self._init_dual(p, group, self._param_name(group, i, p))
+        for p, state, fresh in self._with_grads(group, params, grads):
+            if fresh:
                 state["step"] = 0
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)

@@ -64,14 +64,7 @@ class LinBreg(RegularizedOptimizer):
         super().__init__(params, dict(lr=lr, reg=reg, delta=delta, momentum=momentum, foreach=foreach))
 
     def _init_group(self, group: dict[str, Any], params: list, grads: list, duals: list, bufs: list) -> None:
-        for i, p in enumerate(group["params"]):
-            if p.grad is None:
-                continue
-            grads.append(self._grad_of(p))
-            params.append(p)
-            state = self.state[p]
-            if "v" not in state:
-                state["v"] = self._init_dual(p, group, self._param_name(group, i, p))
+        for p, state, _ in self._with_grads(group, params, grads):
             if group["momentum"] > 0 and "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             duals.append(state["v"])
