@@ -44,7 +44,7 @@ class MLP(nn.Module):
         for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
             layers[f"fc{l}"] = nn.Linear(n_in, n_out)
             if l < len(sizes) - 1:
-                layers[f"relu{l}"] = nn.ReLU()
+                layers[f"relu{l}"] = nn.ReLU(inplace=True)  # a Linear output is not needed by its backward
         self.layers = nn.Sequential(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
