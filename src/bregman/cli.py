@@ -51,7 +51,8 @@ def _cmd_sweep(args) -> int:
 
     sweep = load_sweep(args.sweep)
     out = Path(args.out) if args.out else Path("runs") / sweep.name
-    dirs = run_sweep(sweep, out, seeds=args.seeds, jobs=args.jobs, only=args.only, overrides=args.set or [])
+    dirs = run_sweep(sweep, out, seeds=args.seeds, jobs=args.jobs, only=args.only, overrides=args.set or [],
+                     threads=args.threads)
     print(f"{len(dirs)} runs under {out}; report with: bregman report {out} --out {out}/report")
     return 0
 
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("sweep", help="sweep name (fig2, fig3, table1, table2, table3) or path")
     s.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the file's)")
     s.add_argument("--jobs", type=int, default=1, help="runs in parallel (threads split between them)")
+    s.add_argument("--threads", type=int, help="torch threads per run (default: cores // jobs)")
     s.add_argument("--only", action="append", metavar="LABEL", help="run only these rows (repeatable)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override for every run (repeatable)")
     s.add_argument("--out", help="output directory (default: runs/<sweep>)")

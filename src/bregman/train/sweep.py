@@ -61,11 +61,12 @@ def _command(label: str, cfg_path: Path, run_dir: Path, threads: int | None) -> 
     return cmd
 
 
-def run_sweep(sweep: Sweep, out: Path, *, seeds=None, jobs: int = 1, only=None, overrides=()) -> list[Path]:
+def run_sweep(sweep: Sweep, out: Path, *, seeds=None, jobs: int = 1, only=None, overrides=(),
+              threads: int | None = None) -> list[Path]:
     """Run the sweep's pending runs, ``jobs`` at a time (each in its own process, with
-    ``cpu_count // jobs`` threads); returns the run directories. Logs go to ``run_dir/train.log``."""
+    ``threads``, default ``cpu_count // jobs``); returns the run directories. Logs go to ``run_dir/train.log``."""
     todo = plan(sweep, Path(out), seeds, only, overrides)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
 
     def launch(item):
         label, seed, cfg, run_dir, paper = item
