@@ -108,7 +108,7 @@ def test_table3_common_applies_to_every_run():
         ("threads=2", "threads", 2),
         ("betas=0.8,0.99", "betas", (0.8, 0.99)),
         ("betas=(0.5, 0.9)", "betas", (0.5, 0.9)),
-        ("data_root=/tmp/x=y", "data_root", "/tmp/x=y"),
+        ("data_root=some/dir/x=y", "data_root", "some/dir/x=y"),
         ("device=cuda:1", "device", "cuda:1"),
         ("name = my run", "name", "my run"),
         ("seed=-3", "seed", -3),
