@@ -61,3 +61,28 @@ def test_nonfinite_loss_is_a_clear_error_and_keeps_the_checkpoint(mnist_root, tm
     with pytest.raises(TrainingError, match="non-finite training loss.*lower it"):
         train(apply_overrides(cfg, {"epochs": 2, "lr": 1e6}), tmp_path / "run2")
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_resume_matches(mnist_root, tmp_path, monkeypatch):
+    import bregman.train.loop as loop
+
+    cfg = _cfg(mnist_root, epochs=2, lam=0.1)
+    train(cfg, tmp_path / "straight")
+    real_evaluate, calls = loop.evaluate, {"n": 0}
+
+    def interrupted_evaluate(*args, **kwargs):  # Ctrl-C during epoch 2, before its checkpoint
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", interrupted_evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run")
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert len(ck["history"]) == 1  # epoch 1's checkpoint, intact
+    monkeypatch.setattr(loop, "evaluate", real_evaluate)
+    train(cfg, tmp_path / "run", resume=True)
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
