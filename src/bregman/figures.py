@@ -72,3 +72,23 @@ def plot_kernels(state_dicts_by_epoch: Mapping[int, Mapping[str, Tensor] | Tenso
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=120)
     return out_path
+
+
+def plot_denoising(noisy: Tensor, denoised: Tensor, clean: Tensor, out_path: str | Path, *, n: int = 8) -> Path:
+    """Three rows of ``n`` test images: noisy input, the network's output, the clean target (Fig. 5)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.2 * n, 4.0))
+    rows = (("noisy", noisy), ("denoised", denoised), ("clean", clean))
+    for r, (name, images) in enumerate(rows):
+        for i in range(n):
+            ax = fig.add_subplot(3, n, r * n + i + 1)
+            ax.imshow(images[i].detach().float().reshape(28, 28).clamp(0, 1).cpu().numpy(), cmap="gray",
+                      vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(name)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    return Path(out_path)

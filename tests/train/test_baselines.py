@@ -321,3 +321,11 @@ def test_kernel_figure_is_a_png(tmp_path):
     out = plot_kernels({0: {"conv1.weight": torch.randn(64, 1, 5, 5)}, 5: {"conv1.weight": w}, 20: w},
                        "conv1.weight", tmp_path / "fig1.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_denoising_figure_is_written(tmp_path):
+    from bregman.figures import plot_denoising
+
+    x = torch.rand(8, 1, 28, 28)
+    out = plot_denoising(x, x, x, tmp_path / "denoise.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
