@@ -204,3 +204,28 @@ def test_import_is_light():
             "print(sorted(m for m in ('matplotlib', 'bregman.train', 'bregman.data') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_report_json_completes_a_table_with_new_runs(runs_dir, tmp_path):
+    """An earlier report.json stands in for run directories that are gone: its stored summaries
+    come back as rows (same numbers), next to runs read from disk."""
+    first = tmp_path / "first"
+    report.write_report([runs_dir / "fig2" / "linbreg"], first)
+    rebuilt = report.write_report([first / "report.json", runs_dir / "fig2" / "sgd"], tmp_path / "both")
+    old = json.loads((first / "report.json").read_text(encoding="utf-8"))
+    assert [r["label"] for r in rebuilt["rows"]] == [LINBREG, SGD]
+    assert rebuilt["rows"][0]["best"] == old["rows"][0]["best"]
+    stored = set(old["runs"][0]["summary"]["final"])  # the last epoch's numbers a summary keeps
+    assert {k: v for k, v in rebuilt["rows"][0]["final"].items() if k in stored} == {
+        k: v for k, v in old["rows"][0]["final"].items() if k in stored}
+    assert (tmp_path / "both" / "curves.png").read_bytes()[:8] == PNG
+    # Given twice, a stored run counts once.
+    again = report.write_report([first / "report.json", first / "report.json"], tmp_path / "again")
+    assert again["n_runs"] == 2
+
+
+def test_a_json_that_is_no_report_is_an_error_naming_it(tmp_path):
+    bad = tmp_path / "notes.json"
+    bad.write_text('{"rows": []}', encoding="utf-8")
+    with pytest.raises(ValueError, match="notes.json.*is not a report.json"):
+        report.load_runs([bad])

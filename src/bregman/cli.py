@@ -5,6 +5,7 @@
     bregman sweep SWEEP [--seeds 0 1 2] [--jobs N] [--only LABEL]... [--out DIR]
     bregman report RUN_DIR... --out DIR
     bregman threshold RUN_DIR... --density D
+    bregman figure kernels RUN_DIR --out FILE | bregman figure denoise [LABEL=]RUN_DIR... --out FILE
     bregman list
 """
 from __future__ import annotations
@@ -68,6 +69,27 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_figure(args) -> int:
+    from bregman import figures
+
+    if args.kind == "kernels":
+        if len(args.runs) != 1:
+            raise ValueError("`bregman figure kernels` takes one run directory")
+        import torch
+
+        path = Path(args.runs[0]) / "kernels.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"no {path}: kernel snapshots are saved by conv-net runs")
+        snaps = torch.load(path, weights_only=True)
+        layer = next(iter(next(iter(snaps.values()))))  # {epoch: {weight name: tensor}}
+        out = figures.plot_kernels(snaps, layer, args.out)
+    else:
+        runs = dict(r.split("=", 1) if "=" in r else (Path(r).parent.name, r) for r in args.runs)
+        out = figures.denoising_from_runs(runs, args.out, n=args.n)
+    print(f"figure written to {out}")
+    return 0
+
+
 def _cmd_threshold(args) -> int:
     from bregman.train.threshold import threshold_run
 
@@ -121,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_sweep)
 
     r = sub.add_parser("report", help="tables and plots from run directories")
-    r.add_argument("runs", nargs="+", help="run directories, or directories containing them")
+    r.add_argument("runs", nargs="+", help="run directories, directories containing them, or earlier report.json files")
     r.add_argument("--out", required=True, help="where to write report.md, report.json and the plots")
     r.add_argument("--title", help="title of the report")
     r.set_defaults(func=_cmd_report)
@@ -133,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="threshold whole conv kernels (default: the run's threshold_structured)")
     th.add_argument("--data-root", help="data root (default: the run's)")
     th.set_defaults(func=_cmd_threshold)
+
+    fg = sub.add_parser("figure", help="the paper's image figures from finished runs (Fig. 1 kernels, Fig. 5 images)")
+    fg.add_argument("kind", choices=["kernels", "denoise"])
+    fg.add_argument("runs", nargs="+", metavar="[LABEL=]RUN_DIR",
+                    help="run directories (denoise: one image row each, labelled LABEL or the run's folder)")
+    fg.add_argument("--out", required=True, help="PNG file to write")
+    fg.add_argument("-n", type=int, default=8, help="images per row (denoise)")
+    fg.set_defaults(func=_cmd_figure)
 
     ls = sub.add_parser("list", help="list presets and sweeps")
     ls.set_defaults(func=_cmd_list)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["kernel_grid", "plot_kernels"]
+__all__ = ["kernel_grid", "plot_kernels", "plot_denoising", "denoising_from_runs"]
 
 
 def kernel_grid(weight: Tensor, pad: int = 1) -> Tensor:
@@ -74,21 +74,52 @@ def plot_kernels(state_dicts_by_epoch: Mapping[int, Mapping[str, Tensor] | Tenso
     return out_path
 
 
-def plot_denoising(noisy: Tensor, denoised: Tensor, clean: Tensor, out_path: str | Path, *, n: int = 8) -> Path:
-    """Three rows of ``n`` test images: noisy input, the network's output, the clean target (Fig. 5)."""
+def plot_denoising(noisy: Tensor, denoised: Tensor | Mapping[str, Tensor], clean: Tensor, out_path: str | Path, *,
+                   n: int = 8) -> Path:
+    """Rows of ``n`` test images: the noisy input, each network's output (``denoised``: one tensor,
+    or ``{row label: tensor}`` for several networks), the clean target (the paper's Fig. 5)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(1.2 * n, 4.0))
-    rows = (("noisy", noisy), ("denoised", denoised), ("clean", clean))
+    outputs = {"denoised": denoised} if isinstance(denoised, Tensor) else dict(denoised)
+    rows = [("noisy", noisy), *outputs.items(), ("clean", clean)]
+    fig = Figure(figsize=(1.2 * n, 1.35 * len(rows)))
     for r, (name, images) in enumerate(rows):
         for i in range(n):
-            ax = fig.add_subplot(3, n, r * n + i + 1)
+            ax = fig.add_subplot(len(rows), n, r * n + i + 1)
             ax.imshow(images[i].detach().float().reshape(28, 28).clamp(0, 1).cpu().numpy(), cmap="gray",
                       vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_ylabel(name)
+                ax.set_ylabel(name, fontsize=8)
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
     return Path(out_path)
+
+
+def denoising_from_runs(run_dirs: Mapping[str, str | Path], out_path: str | Path, *, n: int = 8,
+                        data_root: str | None = None) -> Path:
+    """:func:`plot_denoising` of finished denoising runs: each run's best-validation model (from its
+    ``checkpoint.pt``) applied to the first ``n`` noisy test images, one row per ``{label: run dir}``."""
+    from bregman.data import load_dataset, noisy_splits
+    from bregman.data.loader import to_float
+    from bregman.train.checkpoint import load_checkpoint
+    from bregman.train.config import config_from_dict
+    from bregman.train.loop import build_model
+
+    outputs, noisy, clean = {}, None, None
+    for label, run_dir in run_dirs.items():
+        ck = load_checkpoint(Path(run_dir) / "checkpoint.pt")
+        cfg = config_from_dict(ck["config"])
+        if cfg.dataset != "mnist-denoise":
+            raise ValueError(f"{run_dir} is a {cfg.dataset!r} run, not a denoising one (dataset 'mnist-denoise')")
+        model = build_model(cfg, torch.device("cpu"))
+        model.load_state_dict(ck["best"]["state"] if ck.get("best", {}).get("state") else ck["model"])
+        if noisy is None:
+            splits = noisy_splits(load_dataset("mnist", data_root or cfg.data_root, split=cfg.split,
+                                               seed=cfg.split_seed), cfg.noise_std, seed=cfg.split_seed)
+            noisy, clean = to_float(splits.test.images[:n]), to_float(splits.test.labels[:n])  # [0, 1]
+        model.eval()
+        with torch.inference_mode():
+            outputs[label] = model(noisy)
+    return plot_denoising(noisy, outputs, clean, out_path, n=n)

@@ -59,6 +59,12 @@ class Regularizer:
         r"""In-place ``p ← prox_{δJ}(δ v)``: the primal iterate θ from the dual variable v (eq. 2.9)."""
         return p.copy_(self.prox(v * delta, delta))
 
+    def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
+        r"""``(n, t)`` when J is a sum of λ-weighted ℓ2 norms over runs of ``n`` consecutive entries
+        of ``x``'s memory (``n = 1``: ℓ1), with prox threshold ``t``; else None. The optimizers'
+        one-pass CPU kernels (:mod:`bregman.optim._fused`) use it; other regularizers take torch ops."""
+        return None
+
     # -- (de)serialisation: plain values only, so state dicts load with weights_only=True ----
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}
@@ -84,6 +90,9 @@ class Null(Regularizer):
 
     def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
         return p.copy_(v) if delta == 1.0 else torch.mul(v, delta, out=p)
+
+    def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
+        return (1, 0.0)
 
 
 def _check_lam(lam: float) -> None:
@@ -121,6 +130,9 @@ class L1(Regularizer):
     def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
         _softshrink_(p, v, self.lam)
         return p if delta == 1.0 else p.mul_(delta)
+
+    def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
+        return (1, float(self.lam))
 
 
 #: How a tensor is cut into groups: name → (allowed ndims, the dims one group spans). Reducing
@@ -197,6 +209,12 @@ class GroupL12(Regularizer):
         if delta != 1.0:
             scale.mul_(delta)
         return torch.mul(v, scale, out=p)
+
+    def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
+        dims, sqrt_n = self._dims(x)
+        if not x.is_contiguous() or dims != tuple(range(x.ndim - len(dims), x.ndim)):
+            return None  # groups are not runs of memory (columns; channels-last kernels)
+        return (math.prod(x.shape[d] for d in dims), self.lam * sqrt_n)
 
 
 #: One registry of regularizer kinds: name → constructor ``f(lam) -> Regularizer``.

@@ -233,8 +233,13 @@ def load_runs(paths: str | Path | Iterable[str | Path]) -> list[Run]:
     the order of ``paths`` and, below one path, in natural order of the directory names. A run
     reached twice is loaded once.
 
+    A path may also be an earlier ``report.json``: its runs come back from the summaries it stored
+    (no per-epoch curves), so a table measured over several sessions or machines can be completed
+    run by run without keeping every run directory.
+
     Raises:
         FileNotFoundError: a path does not exist, or holds no run directory (the message names it).
+        ValueError: a ``.json`` file that is not a report written by :func:`write_report`.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -242,6 +247,12 @@ def load_runs(paths: str | Path | Iterable[str | Path]) -> list[Run]:
     for p in map(Path, paths):
         if not p.exists():
             raise FileNotFoundError(f"no such run directory: {str(p)!r}")
+        if p.is_file() and p.suffix == ".json" and p.name != SUMMARY_FILE:
+            for run in _runs_of_report(p):
+                if run.dir.resolve() not in seen:
+                    seen.add(run.dir.resolve())
+                    runs.append(run)
+            continue
         if p.is_file() and p.name in (METRICS_FILE, SUMMARY_FILE):
             p = p.parent
         found = sorted({f.parent for f in p.rglob(METRICS_FILE)}, key=_natural_key) if p.is_dir() else []
@@ -251,6 +262,20 @@ def load_runs(paths: str | Path | Iterable[str | Path]) -> list[Run]:
             if d.resolve() not in seen:
                 seen.add(d.resolve())
                 runs.append(_load_run(d))
+    return runs
+
+
+def _runs_of_report(path: Path) -> list[Run]:
+    """The runs stored in a ``report.json`` (summaries only; a run without one is skipped)."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        stored = report["runs"]
+        runs = [Run(dir=Path(r["dir"]), metrics=(), summary=r["summary"]) for r in stored if r.get("summary")]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{str(path)!r} is not a report.json written by `bregman report` ({e}); "
+                         f"pass run directories or such a report") from None
+    if not runs:
+        raise FileNotFoundError(f"{str(path)!r} holds no finished run")
     return runs
 
 

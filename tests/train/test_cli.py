@@ -37,3 +37,28 @@ def test_train_and_report_two_tiny_runs(mnist_root, tmp_path, capsys):
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert rep  # aggregated numbers
     assert (tmp_path / "rep" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure_denoise_draws_each_run_on_the_test_images(mnist_root, tmp_path, capsys):
+    import torch
+
+    from bregman.train.config import apply_overrides, config_to_dict, load_config
+    from bregman.train.loop import build_model
+
+    for name, density in [("sparse", 0.01), ("dense", 1.0)]:
+        cfg = apply_overrides(load_config("mnist-denoise"), {"data_root": mnist_root, "init_density": density})
+        state = build_model(cfg, torch.device("cpu")).state_dict()
+        (tmp_path / name).mkdir()
+        torch.save({"config": config_to_dict(cfg), "model": state, "best": {"state": state}},
+                   tmp_path / name / "checkpoint.pt")
+    out = tmp_path / "fig5.png"
+    assert main(["figure", "denoise", f"AdaBreg={tmp_path / 'sparse'}", str(tmp_path / "dense"),
+                 "--out", str(out), "-n", "4"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Not a denoising run: a clear error, exit status 2.
+    cfg = apply_overrides(load_config("mnist-mlp"), {"data_root": mnist_root})
+    (tmp_path / "mlp").mkdir()
+    torch.save({"config": config_to_dict(cfg), "model": build_model(cfg, torch.device("cpu")).state_dict()},
+               tmp_path / "mlp" / "checkpoint.pt")
+    assert main(["figure", "denoise", str(tmp_path / "mlp"), "--out", str(out)]) == 2
+    assert "not a denoising one" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from bregman.optim import _fused
 from bregman.regularizers import Null, Regularizer, from_dict
 
 #: Keys that torch or its schedulers put in param groups, allowed in addition to ``defaults``.
@@ -152,3 +153,11 @@ def group_by_device_and_dtype(tensorlists: list[list[Tensor]]) -> Iterable[list[
     grouped = Optimizer._group_tensors_by_device_and_dtype(tensorlists)
     for (_device, _dtype), (lists, _indices) in grouped.items():
         yield lists
+
+
+def fused_prox_(p: Tensor, v: Tensor, g: Tensor | None, reg: Regularizer, lr: float, delta: float) -> bool:
+    """``v ← v − lr·g`` (if ``g``) and ``p ← prox_{δJ}(δv)`` in one pass of the CPU kernel, where it
+    applies (:mod:`bregman.optim._fused`); False, with nothing changed, where it does not."""
+    groups = reg.contiguous_groups(p)
+    return groups is not None and _fused.prox_groups_(p, v, g, lr=lr, group=groups[0], thresh=groups[1],
+                                                      delta=delta)

@@ -8,7 +8,8 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor
 
-from bregman.optim._base import RegularizedOptimizer, check_beta, check_delta, check_lr, group_by_device_and_dtype
+from bregman.optim._base import (RegularizedOptimizer, check_beta, check_delta, check_lr, fused_prox_,
+                                 group_by_device_and_dtype)
 from bregman.regularizers import Regularizer
 
 __all__ = ["LinBreg", "linbreg"]
@@ -114,10 +115,15 @@ def _multi_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, re
             torch._foreach_add_(m_[0], g_, alpha=(1 - momentum) * lr)
             torch._foreach_sub_(v_, m_[0])
         else:
-            torch._foreach_add_(v_, g_, alpha=-lr)
-        # The prox is one fused pass per tensor (soft shrinkage / group scaling).
+            # v ← v − τg and the prox in one pass where the CPU kernel applies (bregman.optim._fused).
+            rest = [i for i, (p, g, v) in enumerate(zip(p_, g_, v_)) if not fused_prox_(p, v, g, reg, lr, delta)]
+            p_, g_, v_ = [p_[i] for i in rest], [g_[i] for i in rest], [v_[i] for i in rest]
+            if v_:
+                torch._foreach_add_(v_, g_, alpha=-lr)
+        # The prox: one pass per tensor (soft shrinkage / group scaling).
         for p, v in zip(p_, v_):
-            reg.dual_prox_(p, v, delta)
+            if not fused_prox_(p, v, None, reg, 0.0, delta):
+                reg.dual_prox_(p, v, delta)
 
 
 def _round_to(x: float, dtype: torch.dtype) -> float | None:

@@ -1,0 +1,110 @@
+"""The one-pass CPU kernels (``bregman.optim._fused``) against the torch-ops reference path."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from bregman import AdaBreg, LinBreg
+from bregman.optim import _fused
+from bregman.regularizers import L1, GroupL12, Null
+
+needs_kernel = pytest.mark.skipif(not _fused.available(), reason="no C compiler: the kernels cannot be built")
+
+# Each above MIN_NUMEL, so the kernels run: conv kernels, rows, filters, ℓ1 and no penalty.
+SHAPES = {"kernels": (32, 16, 5, 5), "rows": (96, 64), "filters": (24, 8, 3, 3), "l1": (80, 64), "none": (72, 64)}
+
+
+def _reg(kind: str):
+    return {"l1": L1(0.05), "none": Null()}.get(kind) or GroupL12(0.08, kind)
+
+
+def _model(dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ps = {}
+    for kind, shape in SHAPES.items():
+        keep = torch.rand(shape[0], *([1] * (len(shape) - 1)), generator=g, dtype=dtype) < 0.2  # sparse start
+        ps[kind] = nn.Parameter(torch.randn(shape, generator=g, dtype=dtype) * keep)
+    return ps
+
+
+def _run(make, dtype, foreach, steps=25, scramble=False):
+    ps = _model(dtype)
+    opt = make([{"params": [p], "reg": _reg(k)} for k, p in ps.items()], foreach)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        for p in ps.values():
+            p.grad = torch.randn(p.shape, generator=g, dtype=dtype) * 0.03
+            if scramble:  # whatever θ holds before a step, the step recomputes it from v
+                p.data.copy_(torch.randn(p.shape, generator=g, dtype=dtype))
+        opt.step()
+    return {k: p.detach().clone() for k, p in ps.items()}
+
+
+CASES = {
+    "linbreg": lambda gr, fe: LinBreg(gr, lr=0.3, foreach=fe),
+    "linbreg-delta": lambda gr, fe: LinBreg(gr, lr=0.2, delta=1.7, foreach=fe),
+    "linbreg-momentum": lambda gr, fe: LinBreg(gr, lr=0.3, momentum=0.9, foreach=fe),
+    "adabreg": lambda gr, fe: AdaBreg(gr, lr=2e-3, delta=1.5, foreach=fe),
+}
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)], ids=["f64", "f32"])
+def test_kernel_path_equals_torch_ops(name, dtype, tol):
+    ref = _run(CASES[name], dtype, foreach=False)
+    fast = _run(CASES[name], dtype, foreach=True)
+    for kind in SHAPES:
+        torch.testing.assert_close(fast[kind], ref[kind], rtol=tol, atol=tol, msg=kind)
+        # Same support: a group (entry) is zero on one path exactly when it is zero on the other.
+        assert torch.equal(fast[kind] != 0, ref[kind] != 0), kind
+    nonzero = {k: (v != 0).float().mean().item() for k, v in fast.items()}
+    assert 0 < nonzero["rows"] < 1 and 0 < nonzero["l1"] < 1  # sparse, not trivially all-zero
+
+
+@needs_kernel
+def test_kernel_recomputes_theta_whatever_it_held():
+    """Zero groups are not rewritten when θ is already zero there; where θ holds something else
+    (here: random values written between steps) the kernel still zeroes them."""
+    ref = _run(CASES["linbreg"], torch.float64, foreach=False, scramble=True)
+    fast = _run(CASES["linbreg"], torch.float64, foreach=True, scramble=True)
+    for kind in SHAPES:
+        torch.testing.assert_close(fast[kind], ref[kind], rtol=1e-12, atol=1e-12, msg=kind)
+
+
+@needs_kernel
+def test_kernel_declines_what_it_cannot_do():
+    v, p = torch.randn(64, 128), torch.zeros(64, 128)
+    assert not _fused.prox_groups_(p, v.t(), None, lr=0.0, group=64, thresh=0.1, delta=1.0)  # strided
+    assert not _fused.prox_groups_(p[:2], v[:2], None, lr=0.0, group=128, thresh=0.1, delta=1.0)  # small
+    assert not _fused.prox_groups_(p.half(), v.half(), None, lr=0.0, group=128, thresh=0.1, delta=1.0)
+    assert torch.equal(p, torch.zeros(64, 128))
+    cl = torch.randn(16, 8, 5, 5).to(memory_format=torch.channels_last)
+    assert GroupL12(0.1, "kernels").contiguous_groups(cl) is None  # kernels are not runs of memory
+    assert GroupL12(0.1, "columns").contiguous_groups(v) is None
+    assert GroupL12(0.1, "rows").contiguous_groups(v) == (128, pytest.approx(0.1 * 128 ** 0.5))
+
+
+def test_without_a_compiler_the_optimizers_use_torch_ops(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("BREGMAN_CACHE", str(tmp_path / "cache"))
+    _fused._library.cache_clear()
+    try:
+        assert not _fused.available()
+        out = _run(CASES["linbreg"], torch.float64, foreach=True, steps=3)
+        ref = _run(CASES["linbreg"], torch.float64, foreach=False, steps=3)
+        for kind in SHAPES:
+            torch.testing.assert_close(out[kind], ref[kind], rtol=0, atol=1e-12)
+    finally:
+        _fused._library.cache_clear()
+
+
+def test_disabled_by_environment(monkeypatch):
+    monkeypatch.setenv("BREGMAN_FUSED", "0")
+    _fused._library.cache_clear()
+    try:
+        assert not _fused.available()
+    finally:
+        monkeypatch.delenv("BREGMAN_FUSED")
+        _fused._library.cache_clear()
