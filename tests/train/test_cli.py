@@ -62,3 +62,16 @@ def test_figure_denoise_draws_each_run_on_the_test_images(mnist_root, tmp_path, 
                tmp_path / "mlp" / "checkpoint.pt")
     assert main(["figure", "denoise", str(tmp_path / "mlp"), "--out", str(out)]) == 2
     assert "not a denoising one" in capsys.readouterr().err
+
+
+def test_figure_kernels_from_a_runs_snapshots(tmp_path, capsys):
+    import torch
+
+    w = torch.randn(64, 1, 5, 5)
+    w[::2] = 0
+    torch.save({0: {"features.conv1.weight": w}, 5: {"features.conv1.weight": w}}, tmp_path / "kernels.pt")
+    assert main(["figure", "kernels", str(tmp_path), "--out", str(tmp_path / "fig1.png")]) == 0
+    assert (tmp_path / "fig1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "mlp").mkdir()
+    assert main(["figure", "kernels", str(tmp_path / "mlp"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "kernel snapshots are saved by conv-net runs" in capsys.readouterr().err

@@ -134,7 +134,7 @@ class Config:
     retain_memory: bool = True
     compile: bool = False  # torch.compile the model (falls back to eager; slower on CPU here)
     amp: str = "none"  # none | bf16 (autocast; changes results: an option, mainly for GPUs)
-    foreach: bool = True  # optimizer multi-tensor fast path
+    foreach: bool = True  # optimizer fast path: foreach ops, fused torch kernels, one-pass CPU prox kernels
     progress: str = "auto"  # progress bar: auto (on a terminal) | on | off
     checkpoint_every: int = 1  # save a resumable checkpoint every N epochs; 0 = only at the end
 

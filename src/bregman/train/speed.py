@@ -13,6 +13,9 @@ Measured on the paper's models on a 2-core AVX-512 CPU (``benchmarks/training_sp
   the large activation buffers of a conv net go back to the kernel after every step and come back
   as fresh zero pages: ~10,000 page faults per ConvNet step, ~160,000 per ResNet-18 step, about
   20 % of the ConvNet's step time. Raising the mmap and trim thresholds keeps them in the heap.
+* **one-pass Bregman steps** (``foreach``, the optimizers' fast path): on CPU the dual update and
+  the prox run in one C kernel per weight (:mod:`bregman.optim._fused`), and zero groups of θ are
+  not rewritten, which cuts the LinBreg step on the denoising MLP's 784×784 layers by about a third.
 * ``torch.compile`` (inductor, CPU) did not pay on any of the four models (channels-last
   max-pool backward and conv layouts come out slower than eager), so it is off by default;
   :func:`compile_or_eager` falls back to eager execution when compilation fails.
