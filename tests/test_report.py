@@ -222,6 +222,20 @@ def test_a_report_json_completes_a_table_with_new_runs(runs_dir, tmp_path):
     # Given twice, a stored run counts once.
     again = report.write_report([first / "report.json", first / "report.json"], tmp_path / "again")
     assert again["n_runs"] == 2
+    # A stored run whose directory is still on disk is read from there (newer numbers, curves).
+    stored = json.loads((first / "report.json").read_text(encoding="utf-8"))
+    stored["runs"][0]["summary"]["test_acc"] = 0.0  # stale
+    (first / "report.json").write_text(json.dumps(stored), encoding="utf-8")
+    assert report.load_runs([first / "report.json"])[0].summary["test_acc"] == pytest.approx(0.96)
+    assert report.load_runs([first / "report.json"])[0].metrics
+    # Once the directories are gone, the stored summaries stand in for them.
+    import shutil
+
+    shutil.rmtree(runs_dir / "fig2" / "linbreg")
+    gone = report.write_report([first / "report.json"], tmp_path / "gone")
+    assert gone["rows"][0]["best"]["N_total"] == old["rows"][0]["best"]["N_total"]
+    assert gone["rows"][0]["best"]["test_acc"]["mean"] == pytest.approx((0.0 + 0.97) / 2)  # the stale one
+    assert all(not r.metrics for r in report.load_runs([first / "report.json"]))
 
 
 def test_a_json_that_is_no_report_is_an_error_naming_it(tmp_path):

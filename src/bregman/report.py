@@ -266,11 +266,13 @@ def load_runs(paths: str | Path | Iterable[str | Path]) -> list[Run]:
 
 
 def _runs_of_report(path: Path) -> list[Run]:
-    """The runs stored in a ``report.json`` (summaries only; a run without one is skipped)."""
+    """The runs stored in a ``report.json``: read from their directory where it is still on disk
+    (the newer numbers, with curves), else from the stored summary; a run without one is skipped."""
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
         stored = report["runs"]
-        runs = [Run(dir=Path(r["dir"]), metrics=(), summary=r["summary"]) for r in stored if r.get("summary")]
+        runs = [_load_run(Path(r["dir"])) if (Path(r["dir"]) / METRICS_FILE).exists()
+                else Run(dir=Path(r["dir"]), metrics=(), summary=r["summary"]) for r in stored if r.get("summary")]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{str(path)!r} is not a report.json written by `bregman report` ({e}); "
                          f"pass run directories or such a report") from None
