@@ -74,7 +74,8 @@ def per_sample_epoch(cfg, dataset) -> float:
 
 def pipeline_epoch(cfg, train) -> float:
     model, groups, opt = _setup(cfg)
-    loader = BatchLoader(train, cfg.batch_size, shuffle=True, generator=torch.Generator().manual_seed(cfg.seed))
+    loader = BatchLoader(train, cfg.batch_size, shuffle=True, generator=torch.Generator().manual_seed(cfg.seed),
+                         raw_images=True)  # as the training pipeline: the model's Normalize scales uint8
     t0 = time.perf_counter()
     train_epoch(model, model, opt, loader, task_for(cfg.dataset), cfg, groups, DistInfo(), torch.device("cpu"))
     return time.perf_counter() - t0

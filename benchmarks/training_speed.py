@@ -196,7 +196,7 @@ class PipelineRunner:
         # as build_loaders: CIFAR-10 batches are augmented (random crop + flip) on the fly
         self.augment = cifar_augment if self.cfg.dataset == "cifar10" and self.cfg.augment else None
         self.loader = BatchLoader(data, BATCH, shuffle=True, augment=self.augment,
-                                  generator=torch.Generator().manual_seed(1))
+                                  generator=torch.Generator().manual_seed(1), raw_images=True)  # as build_loaders
         self.data = data
         self.tick = _clock(clock)
 
@@ -208,7 +208,7 @@ class PipelineRunner:
         if steps is not None:  # a short warm-up chunk
             sub = self.data.subset(torch.arange(min(len(self.data), steps * BATCH)))
             loader = BatchLoader(sub, BATCH, shuffle=True, augment=self.augment,
-                                 generator=torch.Generator().manual_seed(2))
+                                 generator=torch.Generator().manual_seed(2), raw_images=True)
         t0 = self.tick()
         train_epoch(self.model, self.forward, self.opt, loader, self.task, self.cfg, self.groups, self.info,
                     self.device)
@@ -220,7 +220,8 @@ class PipelineRunner:
         from bregman.train.loop import evaluate
 
         m = min(samples, cap)
-        loader = BatchLoader(_dataset(self.spec, m, seed=3), min(self.cfg.eval_batch_size, m), device=self.device)
+        loader = BatchLoader(_dataset(self.spec, m, seed=3), min(self.cfg.eval_batch_size, m), device=self.device,
+                             raw_images=True)
         evaluate(self.forward, self.model, loader, self.task, self.cfg, self.device)  # warm-up
         t0 = self.tick()
         evaluate(self.forward, self.model, loader, self.task, self.cfg, self.device)

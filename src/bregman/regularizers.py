@@ -60,8 +60,8 @@ class Regularizer:
         return p.copy_(self.prox(v * delta, delta))
 
     def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
-        r"""``(n, t)`` when J is a sum of λ-weighted ℓ2 norms over runs of ``n`` consecutive entries
-        of ``x``'s memory (``n = 1``: ℓ1), with prox threshold ``t``; else None. The optimizers'
+        r"""``(n, t)`` when J is a sum of weighted ℓ2 norms over runs of ``n`` consecutive entries
+        of ``x``'s memory, with prox threshold ``t``; else None. The optimizers'
         one-pass CPU kernels (:mod:`bregman.optim._fused`) use it; other regularizers take torch ops."""
         return None
 
@@ -90,9 +90,6 @@ class Null(Regularizer):
 
     def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
         return p.copy_(v) if delta == 1.0 else torch.mul(v, delta, out=p)
-
-    def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
-        return (1, 0.0)
 
 
 def _check_lam(lam: float) -> None:
@@ -130,9 +127,6 @@ class L1(Regularizer):
     def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
         _softshrink_(p, v, self.lam)
         return p if delta == 1.0 else p.mul_(delta)
-
-    def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
-        return (1, float(self.lam))
 
 
 #: How a tensor is cut into groups: name → (allowed ndims, the dims one group spans). Reducing

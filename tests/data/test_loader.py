@@ -33,6 +33,17 @@ def test_batches_are_float_images_in_unit_range():
     assert torch.equal(x, data.images[:4].float() / 255) and y.tolist() == [0, 1, 2, 3]
 
 
+def test_raw_images_come_as_stored_for_the_models_normalize():
+    data = _dataset(n=7)
+    a = next(iter(BatchLoader(data, 4, raw_images=True)))
+    b = next(iter(BatchLoader(data, 4)))
+    assert a[0].dtype == torch.uint8 and torch.equal(a[0], data.images[:4])
+    assert torch.equal(a[1], b[1])
+    clean = ArrayDataset(torch.rand(7, 1, 4, 4), data.images)  # denoising: float inputs, uint8 targets
+    x, y = next(iter(BatchLoader(clean, 4, raw_images=True)))
+    assert x.dtype == torch.float32 and y.dtype == torch.float32 and float(y.max()) <= 1.0
+
+
 def test_same_seed_same_order_and_new_order_each_epoch():
     a = BatchLoader(_dataset(), 10, shuffle=True, generator=torch.Generator().manual_seed(3))
     b = BatchLoader(_dataset(), 10, shuffle=True, generator=torch.Generator().manual_seed(3))

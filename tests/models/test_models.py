@@ -137,3 +137,16 @@ def test_cifar_normalization_applied():
     model = ResNet18()
     torch.testing.assert_close(model.normalize.mean, torch.tensor([0.4914, 0.4822, 0.4465]))
     torch.testing.assert_close(model.normalize.std, torch.tensor([0.2023, 0.1994, 0.2010]))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_normalize_takes_uint8_images_as_their_float_in_0_1(channels):
+    from bregman.models.normalize import Normalize
+
+    norm = Normalize([0.1307, 0.2, 0.3][:channels], [0.3081, 0.25, 0.5][:channels])
+    u = torch.randint(0, 256, (4, channels, 5, 5), dtype=torch.uint8)
+    torch.testing.assert_close(norm(u), norm(u.div(255.0)), rtol=1e-6, atol=1e-6)
+    x = u.div(255.0)
+    before = x.clone()
+    norm(x)
+    assert torch.equal(x, before)  # a float input is not modified in place

@@ -11,7 +11,8 @@ from bregman.regularizers import L1, GroupL12, Null
 
 needs_kernel = pytest.mark.skipif(not _fused.available(), reason="no C compiler: the kernels cannot be built")
 
-# Each above MIN_NUMEL, so the kernels run: conv kernels, rows, filters, ℓ1 and no penalty.
+# Each above MIN_NUMEL. The kernel runs on rows (n = 64) and filters (n = 72); conv kernels
+# (n = 25), ℓ1 and no penalty take torch ops in the same step.
 SHAPES = {"kernels": (32, 16, 5, 5), "rows": (96, 64), "filters": (24, 8, 3, 3), "l1": (80, 64), "none": (72, 64)}
 
 
@@ -67,6 +68,7 @@ def test_kernel_path_equals_torch_ops(name, dtype, tol):
 def test_kernel_recomputes_theta_whatever_it_held():
     """Zero groups are not rewritten when θ is already zero there; where θ holds something else
     (here: random values written between steps) the kernel still zeroes them."""
+    assert _fused.MIN_GROUP <= 64  # the rows of SHAPES go through the kernel
     ref = _run(CASES["linbreg"], torch.float64, foreach=False, scramble=True)
     fast = _run(CASES["linbreg"], torch.float64, foreach=True, scramble=True)
     for kind in SHAPES:
@@ -79,6 +81,7 @@ def test_kernel_declines_what_it_cannot_do():
     assert not _fused.prox_groups_(p, v.t(), None, lr=0.0, group=64, thresh=0.1, delta=1.0)  # strided
     assert not _fused.prox_groups_(p[:2], v[:2], None, lr=0.0, group=128, thresh=0.1, delta=1.0)  # small
     assert not _fused.prox_groups_(p.half(), v.half(), None, lr=0.0, group=128, thresh=0.1, delta=1.0)
+    assert not _fused.prox_groups_(p, v, None, lr=0.0, group=16, thresh=0.1, delta=1.0)  # short groups
     assert torch.equal(p, torch.zeros(64, 128))
     cl = torch.randn(16, 8, 5, 5).to(memory_format=torch.channels_last)
     assert GroupL12(0.1, "kernels").contiguous_groups(cl) is None  # kernels are not runs of memory

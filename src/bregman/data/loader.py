@@ -7,7 +7,10 @@ Per epoch::
 
 Batches are yielded as ``(x, y)``; uint8 tensors are images and become float32 in [0, 1]
 (``x / 255``, per batch, so the stored data stays four times smaller); float tensors become
-float32; integer labels stay int64. Normalization happens inside the models.
+float32; integer labels stay int64. Normalization happens inside the models. With
+``raw_images=True`` uint8 inputs ``x`` are yielded as they are, for models whose first layer is
+:class:`~bregman.models.normalize.Normalize`: it folds the 1/255 into its own scale, one pass
+over the batch fewer (the training pipeline does this).
 
 Distributed data parallel: ``batch_size`` is the *global* batch. Every rank draws the same
 permutation (pass generators with the same seed) and keeps a contiguous 1/world_size slice of each
@@ -56,6 +59,7 @@ class BatchLoader:
             augmentation cost, bought for results that do not depend on the number of ranks.
         device: move the whole data set there once, up front.
         rank, world_size: this process's shard for distributed data parallel.
+        raw_images: yield uint8 inputs unconverted (their model scales them; see above).
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class BatchLoader:
         device: torch.device | str | None = None,
         rank: int = 0,
         world_size: int = 1,
+        raw_images: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"Invalid batch_size: {batch_size}")
@@ -80,6 +85,7 @@ class BatchLoader:
         if generator is not None and generator.device.type != "cpu":
             raise ValueError(f"generator must be a CPU generator, got one on {generator.device}")
         self.dataset = dataset.to(device) if device is not None else dataset
+        self.raw_images = raw_images
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -121,7 +127,7 @@ class BatchLoader:
                 x = images.index_select(0, index[shard])  # 7× faster than [] indexing
             y = labels.index_select(0, index[shard])
             self._batches_done = k + 1
-            yield to_float(x), to_float(y)
+            yield (x if self.raw_images else to_float(x)), to_float(y)
         self._batches_done = 0
         self._epoch_state = None
 

@@ -39,15 +39,22 @@ class Normalize(nn.Module):
         self._scalar = (self._scale.item(), self._shift.item()) if len(mean) == 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in [0, 1] (float), or uint8 images in 0..255, which are scaled by 1/255 here: the
+        division folds into the scale, one pass over the batch instead of two."""
         if x.dim() < 2 or (x.shape[1] != self.mean.numel() and self.mean.numel() != 1):
             raise ValueError(
                 f"Normalize expects N×{self.mean.numel()}×… input, got shape {tuple(x.shape)}"
             )
+        raw = x.dtype == torch.uint8
+        if raw:
+            x = x.to(self._scale.dtype)
         if self._scalar is not None:
-            return x.mul(self._scalar[0]).add_(self._scalar[1])
+            scale, shift = self._scalar
+            return (x.mul_(scale / 255.0) if raw else x.mul(scale)).add_(shift)
         # Broadcast along dimension 1 whatever the rank (N×C×H×W images or N×D flat vectors).
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        return torch.addcmul(self._shift.to(x.dtype).view(shape), x, self._scale.to(x.dtype).view(shape))
+        scale = self._scale.to(x.dtype).view(shape)
+        return torch.addcmul(self._shift.to(x.dtype).view(shape), x, scale / 255.0 if raw else scale)
 
     def extra_repr(self) -> str:
         mean = [round(m, 4) for m in self.mean.tolist()]

@@ -108,11 +108,12 @@ def build_loaders(cfg: Config, device: torch.device, info: dist_util.DistInfo):
     if cfg.dataset == "mnist-denoise":
         splits = noisy_splits(splits, cfg.noise_std, seed=cfg.split_seed)
     augment = cifar_augment if cfg.dataset == "cifar10" and cfg.augment else None
+    # The models normalize their input first (bregman.models.normalize), so uint8 images go in raw.
     train = BatchLoader(splits.train, cfg.batch_size, shuffle=True, augment=augment, device=device,
                         generator=torch.Generator().manual_seed(cfg.seed), rank=info.rank,
-                        world_size=info.world_size)
-    val = BatchLoader(splits.val, cfg.eval_batch_size, device=device)
-    test = BatchLoader(splits.test, cfg.eval_batch_size, device=device)
+                        world_size=info.world_size, raw_images=True)
+    val = BatchLoader(splits.val, cfg.eval_batch_size, device=device, raw_images=True)
+    test = BatchLoader(splits.test, cfg.eval_batch_size, device=device, raw_images=True)
     return train, val, test
 
 
@@ -389,7 +390,7 @@ def finish(model, forward, best, test_loader, task, cfg, device, *, val_loader=N
 
         loaders = {"test": test_loader, "val": val_loader,
                    "train": None if train_loader is None else BatchLoader(train_loader.dataset, cfg.eval_batch_size,
-                                                                          device=device)}
+                                                                          device=device, raw_images=True)}
         out["thresh"] = evaluate_thresholded(model, forward, {k: v for k, v in loaders.items() if v is not None},
                                              task, cfg, device, cfg.threshold_target,
                                              structured=cfg.threshold_structured)

@@ -116,7 +116,7 @@ def threshold_run(run_dir: str | Path, density: float, *, structured: bool | Non
     model = build_model(cfg, dev)
     model.load_state_dict(ck["best"]["state"])
     train_loader, val, test = build_loaders(cfg, dev, dist_util.DistInfo())
-    train = BatchLoader(train_loader.dataset, cfg.eval_batch_size, device=dev)
+    train = BatchLoader(train_loader.dataset, cfg.eval_batch_size, device=dev, raw_images=train_loader.raw_images)
     thresh = evaluate_thresholded(model, model, {"test": test, "val": val, "train": train},
                                   task_for(cfg.dataset), cfg, dev, density, structured=structured)
     summary = json.loads(summary_path.read_text())
