@@ -75,14 +75,7 @@ def _cmd_figure(args) -> int:
     if args.kind == "kernels":
         if len(args.runs) != 1:
             raise ValueError("`bregman figure kernels` takes one run directory")
-        import torch
-
-        path = Path(args.runs[0]) / "kernels.pt"
-        if not path.exists():
-            raise FileNotFoundError(f"no {path}: kernel snapshots are saved by conv-net runs")
-        snaps = torch.load(path, weights_only=True)
-        layer = next(iter(next(iter(snaps.values()))))  # {epoch: {weight name: tensor}}
-        out = figures.plot_kernels(snaps, layer, args.out)
+        out = figures.kernels_from_run(args.runs[0], args.out)
     else:
         runs = dict(r.split("=", 1) if "=" in r else (Path(r).parent.name, r) for r in args.runs)
         out = figures.denoising_from_runs(runs, args.out, n=args.n)

@@ -1,13 +1,11 @@
-"""The paper's Fig. 1: first-layer conv kernels at a few epochs, zero kernels left blank.
+"""The paper's image figures: Fig. 1 (first-layer conv kernels at a few epochs, zero kernels left
+blank) and Fig. 5 (noisy, denoised and clean test images).
 
 The training loop saves the first conv layer's weight of conv nets into ``run_dir/kernels.pt``
 (``{epoch: {weight name: tensor}}`` for epochs 0, 5, 20 and the last; see
-:func:`bregman.train.loop.train`), so the figure of a finished run is::
-
-    import torch
-    from bregman.figures import plot_kernels
-    snaps = torch.load("runs/fmnist-cnn/seed0/kernels.pt", weights_only=True)
-    plot_kernels(snaps, "features.conv1.weight", "fig1.png")
+:func:`bregman.train.loop.train`), so the figure of a finished run is
+``kernels_from_run("runs/fmnist-cnn/seed0", "fig1.png")`` (``bregman figure kernels``); Fig. 5 is
+:func:`denoising_from_runs` (``bregman figure denoise``).
 
 matplotlib is imported only when a figure is drawn, and only its object-oriented API (no pyplot,
 no global backend switch).
@@ -21,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["kernel_grid", "plot_kernels", "plot_denoising", "denoising_from_runs"]
+__all__ = ["kernel_grid", "plot_kernels", "kernels_from_run", "plot_denoising", "denoising_from_runs"]
 
 
 def kernel_grid(weight: Tensor, pad: int = 1) -> Tensor:
@@ -72,6 +70,16 @@ def plot_kernels(state_dicts_by_epoch: Mapping[int, Mapping[str, Tensor] | Tenso
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=120)
     return out_path
+
+
+def kernels_from_run(run_dir: str | Path, out_path: str | Path) -> Path:
+    """:func:`plot_kernels` of a conv-net run's ``kernels.pt`` (its first conv layer's snapshots)."""
+    path = Path(run_dir) / "kernels.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no {path}: kernel snapshots are saved by conv-net runs")
+    snaps = torch.load(path, weights_only=True)
+    layer = next(iter(next(iter(snaps.values()))))  # {epoch: {weight name: tensor}}
+    return plot_kernels(snaps, layer, out_path)
 
 
 def plot_denoising(noisy: Tensor, denoised: Tensor | Mapping[str, Tensor], clean: Tensor, out_path: str | Path, *,

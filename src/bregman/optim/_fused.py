@@ -168,11 +168,13 @@ def prox_groups_(p: Tensor, v: Tensor, g: Tensor | None, *, lr: float, group: in
     not float32/float64, tensors not contiguous or too small, groups shorter than
     :data:`MIN_GROUP`); the caller then uses torch ops.
     """
-    lib = _library()
     tensors = (p, v) if g is None else (p, v, g)
-    if (lib is None or group < MIN_GROUP or v.numel() < MIN_NUMEL or v.dtype not in (torch.float32, torch.float64)
+    if (group < MIN_GROUP or v.numel() < MIN_NUMEL or v.dtype not in (torch.float32, torch.float64)
             or any(t.device.type != "cpu" or t.dtype != v.dtype or not t.is_contiguous()
                    or t.shape != v.shape for t in tensors)):
+        return False
+    lib = _library()  # compiled on the first tensor the kernel applies to, not before
+    if lib is None:
         return False
     fn = lib.bregman_groups_f32 if v.dtype == torch.float32 else lib.bregman_groups_f64
     fn(p.data_ptr(), v.data_ptr(), None if g is None else g.data_ptr(), v.numel() // group, group,

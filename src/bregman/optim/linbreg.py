@@ -104,23 +104,26 @@ def _single_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, r
 def _multi_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, reg) -> None:
     lists = [params, grads, duals] + ([bufs] if momentum > 0 else [])
     for p_, g_, v_, *m_ in group_by_device_and_dtype(lists):
-        if momentum > 0 and _fused_momentum_ok(g_, v_, m_[0], (1 - momentum) * lr):
+        if momentum == 0:
+            # v ← v − τg and the prox in one pass where the CPU kernel applies (bregman.optim._fused);
+            # the other tensors: one foreach update, then the prox, one pass per tensor.
+            rest = [i for i, (p, g, v) in enumerate(zip(p_, g_, v_)) if not fused_prox_(p, v, g, reg, lr, delta)]
+            if rest:
+                torch._foreach_add_([v_[i] for i in rest], [g_[i] for i in rest], alpha=-lr)
+            for i in rest:
+                reg.dual_prox_(p_[i], v_[i], delta)
+            continue
+        if _fused_momentum_ok(g_, v_, m_[0], (1 - momentum) * lr):
             # m ← βm + (1−β)τg and v ← v − m in one pass: torch's fused SGD kernel on (v, g, m) with
             # lr = 1 and dampening = 1 − (1−β)τ (used only where that coefficient comes out exact).
             torch._fused_sgd_(v_, g_, m_[0], weight_decay=0.0, momentum=momentum, lr=1.0,
                               dampening=1.0 - (1 - momentum) * lr, nesterov=False, maximize=False,
                               is_first_step=False)
-        elif momentum > 0:
+        else:
             torch._foreach_mul_(m_[0], momentum)
             torch._foreach_add_(m_[0], g_, alpha=(1 - momentum) * lr)
             torch._foreach_sub_(v_, m_[0])
-        else:
-            # v ← v − τg and the prox in one pass where the CPU kernel applies (bregman.optim._fused).
-            rest = [i for i, (p, g, v) in enumerate(zip(p_, g_, v_)) if not fused_prox_(p, v, g, reg, lr, delta)]
-            p_, g_, v_ = [p_[i] for i in rest], [g_[i] for i in rest], [v_[i] for i in rest]
-            if v_:
-                torch._foreach_add_(v_, g_, alpha=-lr)
-        # The prox: one pass per tensor (soft shrinkage / group scaling).
+        # The prox: one pass per tensor (soft shrinkage / group scaling; the CPU kernel where it applies).
         for p, v in zip(p_, v_):
             if not fused_prox_(p, v, None, reg, 0.0, delta):
                 reg.dual_prox_(p, v, delta)

@@ -117,6 +117,14 @@ def build_loaders(cfg: Config, device: torch.device, info: dist_util.DistInfo):
     return train, val, test
 
 
+def clean_train_loader(train_loader, batch_size: int, device: torch.device):
+    """The training split of ``train_loader`` in order, unaugmented, unsharded, in batches of
+    ``batch_size``: to evaluate a finished model on the data it was trained on."""
+    from bregman.data import BatchLoader
+
+    return BatchLoader(train_loader.dataset, batch_size, device=device, raw_images=train_loader.raw_images)
+
+
 # ----------------------------------------------------------------------------------- one epoch
 def _autocast(cfg: Config, device: torch.device):
     if cfg.amp == "bf16":
@@ -385,12 +393,11 @@ def finish(model, forward, best, test_loader, task, cfg, device, *, val_loader=N
     te = evaluate(forward, model, test_loader, task, cfg, device)
     out: dict[str, Any] = {f"test_{task.score_name}": te["score"], "test_loss": te["loss"]}
     if cfg.threshold_target is not None:
-        from bregman.data import BatchLoader
         from bregman.train.threshold import evaluate_thresholded
 
         loaders = {"test": test_loader, "val": val_loader,
-                   "train": None if train_loader is None else BatchLoader(train_loader.dataset, cfg.eval_batch_size,
-                                                                          device=device, raw_images=True)}
+                   "train": None if train_loader is None else clean_train_loader(train_loader, cfg.eval_batch_size,
+                                                                                 device)}
         out["thresh"] = evaluate_thresholded(model, forward, {k: v for k, v in loaders.items() if v is not None},
                                              task, cfg, device, cfg.threshold_target,
                                              structured=cfg.threshold_structured)

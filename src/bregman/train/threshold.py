@@ -93,11 +93,10 @@ def threshold_run(run_dir: str | Path, density: float, *, structured: bool | Non
     """
     import dataclasses
 
-    from bregman.data import BatchLoader
     from bregman.train import distributed as dist_util
     from bregman.train.checkpoint import load_checkpoint, write_text_atomic
     from bregman.train.config import config_from_dict
-    from bregman.train.loop import build_loaders, build_model, resolve_device
+    from bregman.train.loop import build_loaders, build_model, clean_train_loader, resolve_device
     from bregman.train.tasks import task_for
 
     if not 0.0 < density <= 1.0:
@@ -116,7 +115,7 @@ def threshold_run(run_dir: str | Path, density: float, *, structured: bool | Non
     model = build_model(cfg, dev)
     model.load_state_dict(ck["best"]["state"])
     train_loader, val, test = build_loaders(cfg, dev, dist_util.DistInfo())
-    train = BatchLoader(train_loader.dataset, cfg.eval_batch_size, device=dev, raw_images=train_loader.raw_images)
+    train = clean_train_loader(train_loader, cfg.eval_batch_size, dev)
     thresh = evaluate_thresholded(model, model, {"test": test, "val": val, "train": train},
                                   task_for(cfg.dataset), cfg, dev, density, structured=structured)
     summary = json.loads(summary_path.read_text())
