@@ -10,19 +10,30 @@ three ways to train on the same in-memory data (synthetic, of the real shape and
 * ``SGD``:     the library's pipeline (``train_epoch`` over a ``BatchLoader``, default speed
   settings of ``Config``) with ``torch.optim.SGD``;
 * ``LinBreg``: the same pipeline with LinBreg and the preset's regularizers;
+* ``LinBreg dense-conv`` (models with convolutions): LinBreg with ``support_conv=false``, so its
+  convolutions do the same dense work as SGD's: the optimizer's own overhead. (``support_conv``
+  computes the forward pass and the input gradient on the non-zero kernels only; a LinBreg net
+  stays sparse, while SGD makes every weight non-zero at its first step.)
 * ``LinBreg+compile`` (``--compile``): the pipeline with ``compile=true``; its compile time
   (first chunk minus a steady one) is reported apart.
 
 Variants are run round-robin in chunks of a fixed number of steps (the order rotated every
 round), so background load hits all alike; the epoch time is the median chunk scaled to one
 epoch (MLP: whole epochs). Reported per model: epoch times, the speed-up of the pipeline's
-LinBreg over the plain loop, the Bregman overhead (LinBreg epoch / SGD epoch − 1), FLOPs of one
-forward+backward (``torch.utils.flop_counter``), achieved GFLOP/s of the LinBreg pipeline and
-that as a fraction of the machine's peak: the median GFLOP/s of a 2048×2048 fp32 matmul timed in
-the same run; plus the time to evaluate 5,000 samples (``evaluate``, inference mode).
+LinBreg over the plain loop, the Bregman overhead (LinBreg epoch / SGD epoch − 1, and with dense
+convolutions), FLOPs of one dense forward+backward (``torch.utils.flop_counter`` on the plain
+model: the work of the plain loop), the GFLOP/s that makes for the LinBreg pipeline and that as a
+fraction of the machine's peak: the median GFLOP/s of a 2048×2048 fp32 matmul timed in the same
+run (on a sparse net the pipeline skips work, so this "dense-equivalent" rate can pass the peak);
+plus the time to evaluate 5,000 samples (``evaluate``, inference mode).
+
+The models start from the preset's sparse initialization; ``--weights convnet=RUN/checkpoint.pt``
+starts every variant of that model from a trained checkpoint's weights instead (the speed at a
+trained net's sparsity).
 
     python benchmarks/training_speed.py [--models mlp,convnet,resnet18,denoise] [--quick]
-        [--rounds 3] [--threads N] [--clock wall|cpu] [--compile] [--json PATH]
+        [--rounds 3] [--threads N] [--clock wall|cpu] [--compile] [--weights MODEL=PATH ...]
+        [--json PATH]
 
 ``--clock cpu`` (with ``--threads 1``) times the CPU time of the training thread instead of wall
 time: a steadier figure on a machine busy with other work. Exit status is 0 even when a target is
@@ -56,6 +67,7 @@ BATCH = 128
 TARGET_CONVNET_SPEEDUP = 2.0
 TARGET_MLP_EPOCH_S = 0.8
 TARGET_OVERHEAD = 0.05
+DENSE = "LinBreg dense-conv"
 
 
 @dataclass(frozen=True)
@@ -111,7 +123,14 @@ def _chunk_samples(spec: Spec, quick: bool) -> int:
 
 
 # ------------------------------------------------------------------------ the plain loop (worker)
-def _plain_worker(conn, spec: Spec, n: int, threads: int | None, clock: str) -> None:
+def _load_weights(model: torch.nn.Module, path: str | None) -> None:
+    """Start from a trained run's weights (the ``model`` entry of its ``checkpoint.pt``)."""
+    if path:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state.get("model", state))
+
+
+def _plain_worker(conn, spec: Spec, n: int, threads: int | None, clock: str, weights: str | None) -> None:
     """A plain PyTorch loop in a fresh process: torch's and the C library's defaults."""
     import torch.nn.functional as F
 
@@ -119,8 +138,10 @@ def _plain_worker(conn, spec: Spec, n: int, threads: int | None, clock: str) -> 
         torch.set_num_threads(threads)
     from bregman.train.loop import build_model
 
-    cfg = _config(spec, channels_last=False, retain_memory=False)  # no speed setting of ours
+    cfg = _config(spec, channels_last=False, retain_memory=False, fuse_conv_pool=False,
+                  support_conv=False)  # no speed setting of ours
     model = build_model(cfg, torch.device("cpu"))
+    _load_weights(model, weights)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     data = _dataset(spec, n)
     x_all = data.images.float() / 255 if data.images.dtype == torch.uint8 else data.images
@@ -156,10 +177,10 @@ def _plain_worker(conn, spec: Spec, n: int, threads: int | None, clock: str) -> 
 
 
 class PlainRunner:
-    def __init__(self, spec: Spec, n: int, threads: int | None, clock: str) -> None:
+    def __init__(self, spec: Spec, n: int, threads: int | None, clock: str, weights: str | None) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_plain_worker, args=(child, spec, n, threads, clock), daemon=True)
+        self.proc = ctx.Process(target=_plain_worker, args=(child, spec, n, threads, clock, weights), daemon=True)
         self.proc.start()
         assert self.conn.recv() == "ready"
 
@@ -176,7 +197,7 @@ class PlainRunner:
 class PipelineRunner:
     """``train_epoch`` of the library over a BatchLoader, as ``train`` runs it."""
 
-    def __init__(self, spec: Spec, n: int, clock: str, **overrides: Any) -> None:
+    def __init__(self, spec: Spec, n: int, clock: str, weights: str | None = None, **overrides: Any) -> None:
         from bregman.data import BatchLoader
         from bregman.train import distributed as dist_util
         from bregman.train.loop import _maybe_compile, build_model, build_optimizer, regularizer_groups
@@ -185,6 +206,7 @@ class PipelineRunner:
         self.spec, self.cfg = spec, _config(spec, **overrides)
         self.device = torch.device("cpu")
         self.model = build_model(self.cfg, self.device)
+        _load_weights(self.model, weights)
         self.groups = regularizer_groups(self.cfg, self.model)
         self.opt = build_optimizer(self.cfg, self.groups)
         self.forward = _maybe_compile(self.model, self.cfg)
@@ -245,13 +267,14 @@ def matmul_peak(clock: str, n: int = 2048, reps: int = 10) -> float:
 
 
 def step_flops(spec: Spec) -> float:
-    """FLOPs of one forward + backward at batch 128 (matmuls and convolutions)."""
+    """FLOPs of one dense forward + backward at batch 128 (matmuls and convolutions of the plain
+    model: the work of the plain loop)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from bregman.train.loop import build_model
     from bregman.train.tasks import task_for
 
-    cfg = _config(spec)
+    cfg = _config(spec, fuse_conv_pool=False, support_conv=False)
     model = build_model(cfg, torch.device("cpu")).train()
     data = _dataset(spec, BATCH)
     from bregman.data.loader import to_float
@@ -297,13 +320,18 @@ def bench_model(spec: Spec, args, peak: float) -> dict[str, Any]:
     print(f"[{spec.key}] building ({chunk_steps} steps per chunk, {epoch_steps} per epoch) ...", file=sys.stderr,
           flush=True)
     runners: dict[str, Callable[..., float]] = {}
-    plain = PlainRunner(spec, n, args.threads, args.clock)
+    weights = args.weights.get(spec.key)
+    plain = PlainRunner(spec, n, args.threads, args.clock, weights)
     runners["plain"] = plain
-    runners["SGD"] = PipelineRunner(spec, n, args.clock, optimizer="sgd", momentum=0.0)
-    runners["LinBreg"] = PipelineRunner(spec, n, args.clock, optimizer="linbreg", momentum=0.0)
+    runners["SGD"] = PipelineRunner(spec, n, args.clock, weights, optimizer="sgd", momentum=0.0)
+    runners["LinBreg"] = PipelineRunner(spec, n, args.clock, weights, optimizer="linbreg", momentum=0.0)
+    has_conv = any(isinstance(m, torch.nn.Conv2d) for m in runners["LinBreg"].model.modules())
+    if has_conv:
+        runners[DENSE] = PipelineRunner(spec, n, args.clock, weights, optimizer="linbreg", momentum=0.0,
+                                        support_conv=False)
     compile_s = None
     if args.compile:
-        comp = PipelineRunner(spec, n, args.clock, optimizer="linbreg", momentum=0.0, compile=True)
+        comp = PipelineRunner(spec, n, args.clock, weights, optimizer="linbreg", momentum=0.0, compile=True)
         t0 = time.perf_counter()  # wall time: inductor compiles in worker processes too
         comp(steps=3)  # compiles forward and backward
         t1 = time.perf_counter()
@@ -332,10 +360,14 @@ def bench_model(spec: Spec, args, peak: float) -> dict[str, Any]:
         "speedup_vs_plain": epoch["plain"] / epoch["LinBreg"],
         "sgd_speedup_vs_plain": epoch["plain"] / epoch["SGD"],
         "bregman_overhead": epoch["LinBreg"] / epoch["SGD"] - 1,
+        "bregman_overhead_dense_conv": epoch[DENSE] / epoch["SGD"] - 1 if DENSE in epoch else None,
+        "weights": weights,
         "gflop_per_step": flops / 1e9, "gflops": gflops, "peak_fraction": gflops / peak,
         "eval_5k_s": eval_s, "compile_s": compile_s,
     }
     checks = {"overhead": res["bregman_overhead"] <= TARGET_OVERHEAD}
+    if DENSE in epoch:  # also with the same (dense) convolution work as SGD
+        checks["overhead_dense_conv"] = res["bregman_overhead_dense_conv"] <= TARGET_OVERHEAD
     if spec.key == "convnet":
         checks["speedup"] = res["speedup_vs_plain"] >= TARGET_CONVNET_SPEEDUP
     if spec.key == "mlp":
@@ -345,14 +377,15 @@ def bench_model(spec: Spec, args, peak: float) -> dict[str, Any]:
 
 
 def print_table(results: list[dict[str, Any]], peak: float, args) -> None:
-    cols = ("model", "epoch", "plain s", "SGD s", "LinBreg s", "vs plain", "Breg. ovh", "GFLOP/step",
-            "GFLOP/s", "% peak", "eval 5k s", "targets")
+    cols = ("model", "epoch", "plain s", "SGD s", "LinBreg s", "vs plain", "Breg. ovh", "dense-conv ovh",
+            "GFLOP/step", "GFLOP/s", "% peak", "eval 5k s", "targets")
     rows = []
     for r in results:
         e = r["epoch_s"]
         ok = " ".join(f"{k}:{'PASS' if v else 'FAIL'}" for k, v in r["checks"].items())
         rows.append((r["model"], f"{r['epoch_samples']:,}", f"{e['plain']:.2f}", f"{e['SGD']:.2f}", f"{e['LinBreg']:.2f}",
                      f"{r['speedup_vs_plain']:.2f}x", f"{100 * r['bregman_overhead']:+.1f}%",
+                     "—" if r["bregman_overhead_dense_conv"] is None else f"{100 * r['bregman_overhead_dense_conv']:+.1f}%",
                      f"{r['gflop_per_step']:.2f}", f"{r['gflops']:.0f}", f"{100 * r['peak_fraction']:.0f}%",
                      f"{r['eval_5k_s']:.2f}", ok))
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
@@ -379,8 +412,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall time, or the training thread's CPU time (needs --threads 1)")
     ap.add_argument("--compile", action="store_true", help="also time compile=true (and its compile time)")
+    ap.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH",
+                    help="start MODEL from a trained checkpoint's weights (repeatable)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args(argv)
+    try:
+        args.weights = dict(w.split("=", 1) for w in args.weights)
+    except ValueError:
+        ap.error("--weights takes MODEL=PATH, e.g. convnet=runs/cnn/checkpoint.pt")
+    bad = [m for m in args.weights if m not in SPECS]
+    if bad:
+        ap.error(f"--weights: unknown model(s) {bad}; choose from {list(SPECS)}")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in SPECS]
     if unknown:

@@ -21,7 +21,8 @@ from bregman.train.config import Config, apply_overrides, load_config
 from bregman.train.loop import _maybe_compile, build_model, build_optimizer, regularizer_groups, train_epoch
 from bregman.train.tasks import task_for
 
-PLAIN = {"channels_last": False, "retain_memory": False, "foreach": False, "compile": False}
+PLAIN = {"channels_last": False, "retain_memory": False, "foreach": False, "compile": False, "fuse_conv_pool": False,
+         "support_conv": False}
 CPU = torch.device("cpu")
 
 

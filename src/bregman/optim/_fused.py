@@ -1,4 +1,4 @@
-"""A one-pass CPU kernel for the Bregman step with group sparsity: dual update and prox fused.
+r"""A one-pass CPU kernel for the Bregman step with group sparsity: dual update and prox fused.
 
 The torch ops of a LinBreg step with a group regularizer walk each weight three times
 (``v -= τg``; the group norms of v; ``θ = δ·v·scale``), and on the paper's 784×784 layers
@@ -14,26 +14,20 @@ For a tensor cut into ``m`` contiguous groups of ``n`` entries with threshold ``
 
 It applies to groups of at least :data:`MIN_GROUP` entries (rows of wide linear layers); ℓ1 and
 small conv kernels stay with torch's vectorized ops, which are faster there. The kernel is C,
-compiled at first use with the machine's C compiler into a per-user cache (``$BREGMAN_CACHE``,
-else ``~/.cache/bregman``) and loaded with ctypes; its OpenMP threads are torch's own (the same
-``libgomp``), so ``torch.set_num_threads`` governs both. Where no compiler works, or with
-``BREGMAN_FUSED=0``, :func:`available` is False and the optimizers run torch ops. Group norms
+compiled at first use with the machine's C compiler (:mod:`bregman._ckernel`: a per-user cache,
+torch's OpenMP threads). Where no compiler works, or with ``BREGMAN_FUSED=0``, :func:`available`
+is False and the optimizers run torch ops. Group norms
 are accumulated in double, so float32 results differ from the torch ops by rounding only.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from bregman import _ckernel
 
 __all__ = ["available", "prox_groups_", "MIN_NUMEL", "MIN_GROUP"]
 
@@ -97,50 +91,13 @@ GROUPS(bregman_groups_f32, float)
 GROUPS(bregman_groups_f64, double)
 """
 
-_FLAGS = ["-O3", "-fopenmp", "-shared", "-fPIC", "-std=c99"]
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("BREGMAN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "bregman")
-    return Path(root) / "kernels"
-
-
-def _compile(cc: str, out: Path) -> bool:
-    """Build the kernel into ``out`` atomically (several processes may build it at once)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        src = Path(tmp) / "bregman_fused.c"
-        src.write_text(_SOURCE)
-        lib = Path(tmp) / out.name
-        for arch in (["-march=native"], []):
-            res = subprocess.run([cc, *_FLAGS, *arch, str(src), "-o", str(lib), "-lm"],
-                                 capture_output=True, text=True, timeout=120)
-            if res.returncode == 0:
-                os.replace(lib, out)
-                return True
-    return False
-
-
 @functools.lru_cache(maxsize=None)
 def _library() -> ctypes.CDLL | None:
     """The compiled kernel library, or None where it cannot be had (no compiler, disabled)."""
-    if os.environ.get("BREGMAN_FUSED", "1") == "0":
-        return None
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        return None
-    key = hashlib.sha256("\0".join([_SOURCE, *_FLAGS, cc, platform.machine(), platform.node()]).encode()).hexdigest()
-    path = _cache_dir() / f"bregman_fused_{key[:16]}.so"
-    try:
-        if not path.exists() and not _compile(cc, path):
-            return None
-        lib = ctypes.CDLL(str(path))
-    except (OSError, subprocess.SubprocessError):
-        return None
     i64, dbl, ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
-    for name in ("bregman_groups_f32", "bregman_groups_f64"):
-        getattr(lib, name).argtypes = [ptr, ptr, ptr, i64, i64, dbl, dbl, dbl]
-    return lib if _self_test(lib) else None
+    sig = [ptr, ptr, ptr, i64, i64, dbl, dbl, dbl]
+    return _ckernel.load("bregman_fused", _SOURCE, {"bregman_groups_f32": sig, "bregman_groups_f64": sig},
+                         _self_test)
 
 
 def _self_test(lib: ctypes.CDLL) -> bool:

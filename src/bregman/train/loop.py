@@ -43,7 +43,7 @@ __all__ = ["train", "TrainingError", "build_model", "build_optimizer", "build_lo
 #: Config fields that may differ between a run and its resumption (they do not change results).
 RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "checkpoint_every", "data_root", "device",
                                "eval_batch_size", "threshold_target", "threshold_structured", "verify_data",
-                               "retain_memory"})
+                               "retain_memory", "fuse_conv_pool", "support_conv"})
 
 
 class TrainingError(RuntimeError):
@@ -75,6 +75,10 @@ def build_model(cfg: Config, device: torch.device) -> nn.Module:
         speed.channels_last_(model)
     if cfg.retain_memory:  # no page faults on the big activation buffers, step after step
         speed.retain_freed_memory()
+    if cfg.fuse_conv_pool:  # 1-channel stem conv + 2×2 max-pool in one CPU kernel
+        speed.fuse_conv_pool_(model)
+    if cfg.support_conv and device.type == "cpu":  # conv forward + input gradient on the kernel support
+        speed.support_convs_(model)
     return model
 
 

@@ -1,5 +1,6 @@
 """Execution settings that change how fast, not what, a model trains (the ``Config`` fields
-``channels_last``, ``retain_memory``, ``compile``, ``threads``, ``foreach``, ``amp``).
+``channels_last``, ``retain_memory``, ``fuse_conv_pool``, ``support_conv``, ``compile``,
+``threads``, ``foreach``, ``amp``).
 
 Measured on the paper's models on a 2-core AVX-512 CPU (``benchmarks/training_speed.py``):
 
@@ -31,7 +32,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-__all__ = ["channels_last_", "retain_freed_memory", "compile_or_eager", "stem_convs"]
+from bregman.models.conv_pool import fuse_conv_pool_
+from bregman.models.support_conv import support_convs_
+
+__all__ = ["channels_last_", "retain_freed_memory", "compile_or_eager", "stem_convs", "fuse_conv_pool_",
+           "support_convs_"]
 
 _M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
 _M_MMAP_THRESHOLD = -3
