@@ -9,7 +9,6 @@ from a trained checkpoint's weights (the sparsity of a trained net) instead of t
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -54,10 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         out = {"benchmark": "speed_settings", "model": spec.key, "weights": args.weights, "rounds": args.rounds,
                "threads": torch.get_num_threads(), "git_rev": ts._git_revision(), "epoch_s": epoch,
-               "epoch_s_all": times, "slowdown_when_off": {k: epoch[k] / base for k in names},
-               "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+               "epoch_s_all": times, "slowdown_when_off": {k: epoch[k] / base for k in names}}
+        ts.write_json(args.json, out, argv)
     return 0
 
 

@@ -312,6 +312,13 @@ def _git_revision() -> str | None:
         return None
 
 
+def write_json(path: Path, record: dict[str, Any], argv: list[str] | None) -> None:
+    """``record`` plus the command line that made it, as indented JSON at ``path``."""
+    record["command"] = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
 def bench_model(spec: Spec, args, peak: float) -> dict[str, Any]:
     n = _chunk_samples(spec, args.quick)
     chunk_steps = math.ceil(n / BATCH)
@@ -448,10 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         out = {"benchmark": "training_speed", "torch": torch.__version__, "cpu": _cpu_name(), "cores": cores,
                "threads": torch.get_num_threads(), "clock": args.clock, "quick": args.quick, "rounds": args.rounds,
                "git_rev": _git_revision(), "loadavg_before": load_before, "loadavg_after": _loadavg(),
-               "matmul_peak_gflops": peak, "matmul_peak_gflops_end": peak_end, "results": results,
-               "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+               "matmul_peak_gflops": peak, "matmul_peak_gflops_end": peak_end, "results": results}
+        write_json(args.json, out, argv)
     return 0
 
 

@@ -82,6 +82,7 @@ def test_fast_settings_match_plain_resnet18_step():
 def test_defaults_are_the_fast_settings():
     cfg = load_config("fmnist-cnn")
     assert (cfg.channels_last, cfg.retain_memory, cfg.foreach) == (True, True, True)
+    assert (cfg.fuse_conv_pool, cfg.support_conv) == (True, True)
     assert cfg.compile is False  # slower than eager on CPU for every paper model
     assert cfg.amp == "none"  # bf16 changes results; an option
 
@@ -152,3 +153,16 @@ def test_compiled_mlp_matches_eager():
     for k in eager:
         torch.testing.assert_close(comp[k], eager[k], atol=1e-5, rtol=1e-5)
     assert comp_metrics["loss"] == pytest.approx(eager_metrics["loss"], abs=1e-5)
+
+
+def test_build_model_applies_the_conv_settings_on_cpu():
+    from bregman.models.conv_pool import ConvPool2d
+    from bregman.models.support_conv import SupportConv2d
+
+    cfg = apply_overrides(load_config("fmnist-cnn"), {"device": "cpu"})
+    model = build_model(cfg, CPU)
+    assert type(model.features.conv1) is ConvPool2d and isinstance(model.features.pool1, nn.Identity)
+    assert type(model.features.conv2) is SupportConv2d
+    plain = build_model(apply_overrides(cfg, {"fuse_conv_pool": False, "support_conv": False}), CPU)
+    assert type(plain.features.conv1) is type(plain.features.conv2) is nn.Conv2d
+    assert list(model.state_dict()) == list(plain.state_dict())

@@ -33,8 +33,9 @@ from torch import nn
 
 __all__ = ["SupportConv2d", "support_conv2d", "kernel_support", "support_convs_", "MAX_FRACTION"]
 
-#: use the sub-convolution only when it has at most this fraction of the kernel pairs
-MAX_FRACTION = 0.5
+#: use the sub-convolution only when it has at most this fraction of the kernel pairs (at 48 of 64
+#: output channels it still saved ~8 % of the ConvNet conv2 forward + backward; measured)
+MAX_FRACTION = 0.75
 
 
 def kernel_support(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,15 @@ Measured on the paper's models on a 2-core AVX-512 CPU (``benchmarks/training_sp
   the large activation buffers of a conv net go back to the kernel after every step and come back
   as fresh zero pages: ~10,000 page faults per ConvNet step, ~160,000 per ResNet-18 step, about
   20 % of the ConvNet's step time. Raising the mmap and trim thresholds keeps them in the heap.
+* **a fused stem** (``fuse_conv_pool``, :func:`fuse_conv_pool_`): a 1-input-channel convolution
+  and the 2×2 max-pool after it (the ConvNet's conv1 + pool1) run as one C kernel that never
+  writes the 19 MB pre-pool map and computes the weight gradient from the pooled positions only;
+  oneDNN's 1-channel convolution and the pool's zero-fill and scatter were a third of the step.
+* **support convolutions** (``support_conv``, :func:`support_convs_`, CPU only): each convolution's
+  forward pass and input gradient run on the output channels (and, when few, input channels) that
+  have a non-zero kernel; the weight gradient stays dense (LinBreg needs it for the zero kernels).
+  Exact; it pays on a Bregman net's sparse kernels and costs nothing on dense ones (SGD's), where
+  the dense convolution runs unchanged.
 * **one-pass Bregman steps** (``foreach``, the optimizers' fast path): on CPU the dual update and
   the prox run in one C kernel per weight (:mod:`bregman.optim._fused`), and zero groups of θ are
   not rewritten, which cuts the LinBreg step on the denoising MLP's 784×784 layers by about a third.
