@@ -17,12 +17,14 @@ Measured on the paper's models on a 2-core AVX-512 CPU (``benchmarks/training_sp
 * **a fused stem** (``fuse_conv_pool``, :func:`fuse_conv_pool_`): a 1-input-channel convolution
   and the 2×2 max-pool after it (the ConvNet's conv1 + pool1) run as one C kernel that never
   writes the 19 MB pre-pool map and computes the weight gradient from the pooled positions only;
-  oneDNN's 1-channel convolution and the pool's zero-fill and scatter were a third of the step.
+  switching it off makes the ConvNet's LinBreg epoch 1.2× slower (``benchmarks/speed_settings.py``).
+  Its output is channels-last, and it writes no large buffer, so on the ConvNet channels-last
+  and ``retain_memory`` no longer change the epoch measurably.
 * **support convolutions** (``support_conv``, :func:`support_convs_`, CPU only): each convolution's
   forward pass and input gradient run on the output channels (and, when few, input channels) that
   have a non-zero kernel; the weight gradient stays dense (LinBreg needs it for the zero kernels).
-  Exact; it pays on a Bregman net's sparse kernels and costs nothing on dense ones (SGD's), where
-  the dense convolution runs unchanged.
+  Exact; it pays on a Bregman net's sparse kernels (ConvNet epoch 1.29× slower without it from
+  the 1 % start, 1.07× with epoch-20 weights) and dense weights (SGD's) run the dense convolution.
 * **one-pass Bregman steps** (``foreach``, the optimizers' fast path): on CPU the dual update and
   the prox run in one C kernel per weight (:mod:`bregman.optim._fused`), and zero groups of θ are
   not rewritten, which cuts the LinBreg step on the denoising MLP's 784×784 layers by about a third.
