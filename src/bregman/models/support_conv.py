@@ -79,19 +79,17 @@ def _unrows(m: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
 
 
 class _SupportConv2d(torch.autograd.Function):
-    """The sub-convolution ``W[O, I] * x[I]`` (``in_idx=None``: all input channels, no gather).
+    """The sub-convolution ``W[O, I] * x[I]`` (``in_idx=None``: all input channels, no gather),
+    with ``n_o × n_i`` channels (padded) and channels-last activations where ``cl``.
 
     Channels-last activations: channel gathers and scatters are exact 0/1 matmuls on the
     ``(N·H·W)×C`` rows, and the sub-convolution's channels are padded to multiples of 16.
     Contiguous activations: ``index_select`` / ``index_add_`` along the channel dimension."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, dilation, out_idx, in_idx):
+    def forward(ctx, x, weight, bias, stride, padding, dilation, out_idx, in_idx, cl, n_o, n_i):
         c_out, c_in = weight.shape[:2]
-        cl = _wants_channels_last(x, weight)
         fmt = torch.channels_last if cl else torch.contiguous_format
-        n_o = _padded(out_idx.numel(), c_out) if cl else out_idx.numel()
-        n_i = c_in if in_idx is None else _padded(in_idx.numel(), c_in) if cl else in_idx.numel()
         w_sub = weight.new_zeros((n_o, n_i, *weight.shape[2:]))
         w_rows = weight.detach().index_select(0, out_idx)
         w_sub[:out_idx.numel(), :n_i if in_idx is None else in_idx.numel()] = \
@@ -144,7 +142,7 @@ class _SupportConv2d(torch.autograd.Function):
             else:
                 dx = torch.zeros_like(x)
                 dx.index_copy_(1, in_idx, dx_sub)
-        return dx, dw, db, None, None, None, None, None
+        return dx, dw, db, None, None, None, None, None, None, None, None
 
 
 def support_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1, padding=0,
@@ -167,7 +165,8 @@ def support_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     if n_o * n_i > max_fraction * c_out * c_in:
         return F.conv2d(x, weight, bias, stride, padding, dilation)
     pair = nn.modules.utils._pair
-    return _SupportConv2d.apply(x, weight, bias, pair(stride), pair(padding), pair(dilation), out_idx, in_idx)
+    return _SupportConv2d.apply(x, weight, bias, pair(stride), pair(padding), pair(dilation), out_idx, in_idx, cl,
+                                n_o, n_i)
 
 
 class SupportConv2d(nn.Conv2d):
