@@ -31,6 +31,19 @@ def _softshrink_(out: Tensor, x: Tensor, thresh: float) -> Tensor:
     return torch._C._nn.softshrink(x, thresh, out=out)
 
 
+def _dense(x: Tensor) -> bool:
+    """Whether ``x``'s entries fill one block of memory exactly once, in some order of its dims."""
+    if x.is_contiguous():
+        return True
+    expected = 1
+    for size, stride in sorted(zip(x.shape, x.stride()), key=lambda d: d[1]):
+        if size != 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
+
+
 @dataclass(frozen=True)
 class Regularizer:
     """Base class: the convex, proper, lsc functional J of PAPER.md §1 (J = 0 here)."""
@@ -60,9 +73,10 @@ class Regularizer:
         return p.copy_(self.prox(v * delta, delta))
 
     def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
-        r"""``(n, t)`` when J is a sum of weighted ℓ2 norms over runs of ``n`` consecutive entries
-        of ``x``'s memory, with prox threshold ``t``; else None. The optimizers'
-        one-pass CPU kernels (:mod:`bregman.optim._fused`) use it; other regularizers take torch ops."""
+        r"""``(n, t)`` when J(x) = Σ_g t‖x_g‖₂ over runs x_g of ``n`` consecutive entries of ``x``'s
+        memory (n = 1: t‖x‖₁ in any dense layout), so that its prox threshold is ``t``; else None.
+        The optimizers' one-pass CPU kernel (:mod:`bregman.optim._fused`) uses it; other
+        regularizers take torch ops."""
         return None
 
     # -- (de)serialisation: plain values only, so state dicts load with weights_only=True ----
@@ -90,6 +104,9 @@ class Null(Regularizer):
 
     def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
         return p.copy_(v) if delta == 1.0 else torch.mul(v, delta, out=p)
+
+    def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
+        return (1, 0.0) if _dense(x) else None  # J = 0: groups of one entry with weight 0
 
 
 def _check_lam(lam: float) -> None:
@@ -127,6 +144,9 @@ class L1(Regularizer):
     def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
         _softshrink_(p, v, self.lam)
         return p if delta == 1.0 else p.mul_(delta)
+
+    def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
+        return (1, self.lam) if _dense(x) else None  # |xᵢ| = ‖xᵢ‖₂: groups of one entry
 
 
 #: How a tensor is cut into groups: name → (allowed ndims, the dims one group spans). Reducing

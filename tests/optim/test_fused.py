@@ -11,8 +11,8 @@ from bregman.regularizers import L1, GroupL12, Null
 
 needs_kernel = pytest.mark.skipif(not _fused.available(), reason="no C compiler: the kernels cannot be built")
 
-# Each above MIN_NUMEL. The kernel runs on rows (n = 64) and filters (n = 72); conv kernels
-# (n = 25), ℓ1 and no penalty take torch ops in the same step.
+# The kernel runs on rows (n = 64), filters (n = 72), ℓ1 and no penalty (n = 1); conv kernels
+# (n = 25) take torch ops in the same step.
 SHAPES = {"kernels": (32, 16, 5, 5), "rows": (96, 64), "filters": (24, 8, 3, 3), "l1": (80, 64), "none": (72, 64)}
 
 
@@ -77,16 +77,51 @@ def test_kernel_recomputes_theta_whatever_it_held():
 
 @needs_kernel
 def test_kernel_declines_what_it_cannot_do():
-    v, p = torch.randn(64, 128), torch.zeros(64, 128)
-    assert not _fused.prox_groups_(p, v.t(), None, lr=0.0, group=64, thresh=0.1, delta=1.0)  # strided
-    assert not _fused.prox_groups_(p[:2], v[:2], None, lr=0.0, group=128, thresh=0.1, delta=1.0)  # small
-    assert not _fused.prox_groups_(p.half(), v.half(), None, lr=0.0, group=128, thresh=0.1, delta=1.0)
-    assert not _fused.prox_groups_(p, v, None, lr=0.0, group=16, thresh=0.1, delta=1.0)  # short groups
+    v, p, g = torch.randn(64, 128), torch.zeros(64, 128), torch.randn(64, 128)
+    rows, l1 = GroupL12(0.1, "rows"), L1(0.1)
+    assert _fused.step_([p], [v.t()], None, rows, lr=0.0, delta=1.0) == [0]  # strided groups
+    assert _fused.step_([p], [v.t()], None, l1, lr=0.0, delta=1.0) == [0]  # p and v: two layouts
+    assert _fused.step_([p], [v], [g.t().contiguous().t()], l1, lr=0.1, delta=1.0) == [0]  # g: another
+    assert _fused.step_([p[:, ::2]], [v[:, ::2]], None, l1, lr=0.0, delta=1.0) == [0]  # not dense
+    assert _fused.step_([p.half()], [v.half()], None, l1, lr=0.0, delta=1.0) == [0]
+    assert _fused.step_([p], [v.double()], None, l1, lr=0.0, delta=1.0) == [0]  # mixed dtypes
+    assert _fused.step_([p.view(512, 16)], [v.view(512, 16)], None, rows, lr=0.0, delta=1.0) == [0]  # short
     assert torch.equal(p, torch.zeros(64, 128))
+    # Mixed lists: it does what it can in one call and hands back the rest, in order.
+    q = torch.zeros(8, 8, dtype=torch.float64)
+    assert _fused.step_([p, q, p.t()], [v, q.clone(), v], None, l1, lr=0.0, delta=1.0) == [1, 2]
+    assert torch.equal(p, torch.nn.functional.softshrink(v, 0.1))
     cl = torch.randn(16, 8, 5, 5).to(memory_format=torch.channels_last)
     assert GroupL12(0.1, "kernels").contiguous_groups(cl) is None  # kernels are not runs of memory
     assert GroupL12(0.1, "columns").contiguous_groups(v) is None
     assert GroupL12(0.1, "rows").contiguous_groups(v) == (128, pytest.approx(0.1 * 128 ** 0.5))
+    assert L1(0.1).contiguous_groups(cl) == (1, 0.1) and Null().contiguous_groups(v.t()) == (1, 0.0)
+    assert L1(0.1).contiguous_groups(v[:, ::2]) is None
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("reg", [L1(0.3), Null()], ids=["l1", "none"])
+@pytest.mark.parametrize("delta", [1.0, 1.7])
+def test_elementwise_kernel_is_exact(dtype, reg, delta):
+    """For ℓ1 and no penalty (n = 1) the kernel computes what torch's ops compute, bit for bit up
+    to the sign of zero (torch's own vector and scalar loops differ there): v + (−τ)g as one fused
+    multiply-add, soft shrinkage that passes NaN through, then δ."""
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(70, 90, generator=g, dtype=dtype)
+    grad = torch.randn(70, 90, generator=g, dtype=dtype)
+    v.view(-1)[:6] = torch.tensor([float("nan"), -0.0, 0.0, 0.3, -0.3, float("inf")], dtype=dtype)
+    grad.view(-1)[:6] = 0.0
+    for layout in (lambda t: t, lambda t: t.t().contiguous().t()):  # row-major and transposed
+        vk, gk, pk = layout(v.clone()), layout(grad), layout(torch.full_like(v, 5.0))
+        vt, pt = v.clone(), torch.empty_like(v)
+        assert _fused.step_([pk], [vk], [gk], reg, lr=0.37, delta=delta) == []
+        vt.add_(grad, alpha=-0.37)
+        reg.dual_prox_(pt, vt, delta)
+        for a, b in ((vk, vt), (pk, pt)):
+            assert torch.equal(a.isnan(), b.isnan()) and a.isnan().any()
+            assert torch.equal(a.nan_to_num(), b.nan_to_num())
+        assert torch.equal(vk.signbit(), vt.signbit())
 
 
 def test_without_a_compiler_the_optimizers_use_torch_ops(monkeypatch, tmp_path):

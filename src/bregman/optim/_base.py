@@ -155,9 +155,8 @@ def group_by_device_and_dtype(tensorlists: list[list[Tensor]]) -> Iterable[list[
         yield lists
 
 
-def fused_prox_(p: Tensor, v: Tensor, g: Tensor | None, reg: Regularizer, lr: float, delta: float) -> bool:
-    """``v ← v − lr·g`` (if ``g``) and ``p ← prox_{δJ}(δv)`` in one pass of the CPU kernel, where it
-    applies (:mod:`bregman.optim._fused`); False, with nothing changed, where it does not."""
-    groups = reg.contiguous_groups(p)
-    return groups is not None and _fused.prox_groups_(p, v, g, lr=lr, group=groups[0], thresh=groups[1],
-                                                      delta=delta)
+def fused_step_(params: list[Tensor], duals: list[Tensor], grads: list[Tensor] | None, reg: Regularizer,
+                lr: float, delta: float) -> list[int]:
+    """``v ← v − lr·g`` (if ``grads``) and ``p ← prox_{δJ}(δv)`` for all the tensors the CPU kernel
+    can do, in one call (:mod:`bregman.optim._fused`); returns the indices of the others, untouched."""
+    return _fused.step_(params, duals, grads, reg, lr=lr, delta=delta)

@@ -1,56 +1,89 @@
-r"""A one-pass CPU kernel for the Bregman step with group sparsity: dual update and prox fused.
+r"""A one-pass CPU kernel for the Bregman step: dual update and prox fused, all tensors in one call.
 
-The torch ops of a LinBreg step with a group regularizer walk each weight three times
-(``v -= τg``; the group norms of v; ``θ = δ·v·scale``), and on the paper's 784×784 layers
-each pass goes to main memory. The kernel does all of it per group while the group sits in L1
-cache, and leaves zero groups of θ unwritten when they are zero already (a sparse net's usual
-case), so a dirty cache line is written back only for the active groups.
+The torch ops of a LinBreg step walk each weight two or three times (``v -= τg``; the prox, plus
+the group norms for group sparsity) and pay a dispatch per tensor and op, which on the paper's MLP
+costs more than the arithmetic. The kernel takes a whole param group in one call and does each
+tensor in one pass, and leaves zero groups of θ unwritten when they are zero already (a sparse
+net's usual case), so a dirty cache line is written back only for the active groups.
 
-For a tensor cut into ``m`` contiguous groups of ``n`` entries with threshold ``t = λ√n``:
+Each tensor is cut into ``m`` contiguous groups of ``n`` entries, J(θ) = Σ_g t‖θ_g‖₂
+(:meth:`~bregman.regularizers.Regularizer.contiguous_groups`):
 
 .. math::
     v_g \leftarrow v_g - \tau g_g \ (\text{if } g \text{ is given}), \qquad
     \theta_g = \delta\, v_g \max(1 - t/\lVert v_g \rVert_2,\ 0).
 
-It applies to groups of at least :data:`MIN_GROUP` entries (rows of wide linear layers); ℓ1 and
-small conv kernels stay with torch's vectorized ops, which are faster there. The kernel is C,
-compiled at first use with the machine's C compiler (:mod:`bregman._ckernel`: a per-user cache,
-torch's OpenMP threads). Where no compiler works, or with ``BREGMAN_FUSED=0``, :func:`available`
-is False and the optimizers run torch ops. Group norms
-are accumulated in double, so float32 results differ from the torch ops by rounding only.
+With ``n = 1`` this is soft shrinkage, θ = δ·shrink(v, t) (ℓ1 with t = λ; no penalty with t = 0),
+and the kernel computes exactly what torch's ops do, bit for bit: ``v + (−τ)·g`` as one fused
+multiply-add, ``x ∓ t`` beyond the threshold and ``x·0`` inside it (so NaN and −0 pass through).
+Groups need ``n ≥`` :data:`MIN_GROUP` (rows of wide linear layers); their norms are accumulated in
+double, so float32 results differ from the torch ops by rounding only. Shorter groups (3×3 or 5×5
+kernels) stay with torch's vectorized norms, which are faster there.
+
+The kernel is C, compiled at first use with the machine's C compiler (:mod:`bregman._ckernel`: a
+per-user cache, torch's OpenMP threads). Where no compiler works, or with ``BREGMAN_FUSED=0``,
+:func:`available` is False and the optimizers run torch ops.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
 from bregman import _ckernel
+from bregman.regularizers import Regularizer
 
-__all__ = ["available", "prox_groups_", "MIN_NUMEL", "MIN_GROUP"]
+__all__ = ["available", "step_", "MIN_GROUP"]
 
-#: Tensors smaller than this go through the torch ops (a ctypes call costs about a torch op).
-MIN_NUMEL = 4096
-#: Shorter groups go through the torch ops: per group the kernel pays a square root, a division and
-#: short loops, which for ℓ1 (n = 1) and 3×3 or 5×5 kernels costs more than torch's vectorized
+#: Shorter groups (other than n = 1) go through the torch ops: per group the kernel pays a square
+#: root, a division and short loops, which for 3×3 or 5×5 kernels costs more than torch's vectorized
 #: norm saves (measured on ResNet-18 and the ConvNet); the rows of wide linear layers gain.
 MIN_GROUP = 64
+
+_DTYPES = (torch.float32, torch.float64)
 
 _SOURCE = r"""
 #include <math.h>
 #include <stdint.h>
 #include <stddef.h>
 
-/* Zero groups of a sparse net stay zero step after step: their entries of p are read, not
-   rewritten, so their cache lines are never dirtied (a write costs a read and a write-back). */
-
+/* v + a*g as torch computes it: one fused multiply-add (inlined with -march=native). */
+#define FMA_float fmaf
+#define FMA_double fma
 #define LANES 32
-#define GROUPS(NAME, T)                                                                        \
-void NAME(T *restrict p, T *restrict v, const T *restrict g, int64_t m, int64_t n, double lr, double t, double delta) {  \
-    const T a = (T)lr;                                                                         \
-    _Pragma("omp parallel for schedule(static) if (m * n > 32768)")                            \
+
+/* Soft shrinkage, element by element: torch's softshrink (x*0 inside keeps NaN and -0), then δ. */
+#define SHRINK(T)                                                                              \
+static void shrink_##T(T *restrict p, T *restrict v, const T *restrict g, int64_t m, T a, T t,  \
+                       double delta) {                                                         \
+    const T d = (T)delta; const int scale = delta != 1.0;                                      \
+    if (g) {                                                                                   \
+        _Pragma("omp for simd schedule(simd:static) nowait")                                   \
+        for (int64_t i = 0; i < m; i++) {                                                      \
+            T x = FMA_##T(a, g[i], v[i]); v[i] = x;                                            \
+            T y = x > t ? x - t : (x < -t ? x + t : x * 0);                                    \
+            y = scale ? y * d : y;                                                             \
+            if (p[i] != y) p[i] = y;                                                           \
+        }                                                                                      \
+    } else {                                                                                   \
+        _Pragma("omp for simd schedule(simd:static) nowait")                                   \
+        for (int64_t i = 0; i < m; i++) {                                                      \
+            T x = v[i];                                                                        \
+            T y = x > t ? x - t : (x < -t ? x + t : x * 0);                                    \
+            p[i] = scale ? y * d : y;                                                          \
+        }                                                                                      \
+    }                                                                                          \
+}
+
+/* Groups of n >= MIN_GROUP entries. Zero groups of a sparse net stay zero step after step: their
+   entries of p are read, not rewritten, so their cache lines are never dirtied. */
+#define GROUPS(T)                                                                              \
+static void groups_##T(T *restrict p, T *restrict v, const T *restrict g, int64_t m, int64_t n,  \
+                       T a, double t, double delta) {                                          \
+    _Pragma("omp for schedule(static) nowait")                                                 \
     for (int64_t i = 0; i < m; i++) {                                                          \
         T *vi = v + i * n, *pi = p + i * n;                                                    \
         /* ‖v_g‖² in double, in LANES independent partial sums (one sum would be a chain of   \
@@ -62,10 +95,10 @@ void NAME(T *restrict p, T *restrict v, const T *restrict g, int64_t m, int64_t 
             for (; j + LANES <= n; j += LANES) {                                               \
                 _Pragma("omp simd")                                                            \
                 for (int k = 0; k < LANES; k++) {                                              \
-                    T x = vi[j + k] - a * gi[j + k]; vi[j + k] = x; acc[k] += (double)x * x;   \
+                    T x = FMA_##T(a, gi[j + k], vi[j + k]); vi[j + k] = x; acc[k] += (double)x * x; \
                 }                                                                              \
             }                                                                                  \
-            for (; j < n; j++) { T x = vi[j] - a * gi[j]; vi[j] = x; acc[0] += (double)x * x; } \
+            for (; j < n; j++) { T x = FMA_##T(a, gi[j], vi[j]); vi[j] = x; acc[0] += (double)x * x; } \
         } else {                                                                               \
             for (; j + LANES <= n; j += LANES) {                                               \
                 _Pragma("omp simd")                                                            \
@@ -87,28 +120,61 @@ void NAME(T *restrict p, T *restrict v, const T *restrict g, int64_t m, int64_t 
     }                                                                                          \
 }
 
-GROUPS(bregman_groups_f32, float)
-GROUPS(bregman_groups_f64, double)
+/* All k tensors in one parallel region: every thread takes its static share of each tensor
+   (no barrier between tensors: they are independent). */
+#define STEP(T)                                                                                \
+SHRINK(T)                                                                                      \
+GROUPS(T)                                                                                      \
+void bregman_step_##T(int64_t k, T *const *p, T *const *v, const T *const *g, const int64_t *numel, \
+                      const int64_t *group, const double *thresh, double lr, double delta,     \
+                      int64_t total) {                                                         \
+    const T a = (T)(-lr);                                                                      \
+    _Pragma("omp parallel if (total > 32768)")                                                 \
+    for (int64_t j = 0; j < k; j++) {                                                          \
+        const T *gj = g ? g[j] : NULL;                                                         \
+        if (group[j] == 1) shrink_##T(p[j], v[j], gj, numel[j], a, (T)thresh[j], delta);       \
+        else groups_##T(p[j], v[j], gj, numel[j] / group[j], group[j], a, thresh[j], delta);   \
+    }                                                                                          \
+}
+
+STEP(float)
+STEP(double)
 """
+
 
 @functools.lru_cache(maxsize=None)
 def _library() -> ctypes.CDLL | None:
     """The compiled kernel library, or None where it cannot be had (no compiler, disabled)."""
     i64, dbl, ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
-    sig = [ptr, ptr, ptr, i64, i64, dbl, dbl, dbl]
-    return _ckernel.load("bregman_fused", _SOURCE, {"bregman_groups_f32": sig, "bregman_groups_f64": sig},
+    sig = [i64, ptr, ptr, ptr, ptr, ptr, ptr, dbl, dbl, i64]
+    return _ckernel.load("bregman_fused", _SOURCE, {"bregman_step_float": sig, "bregman_step_double": sig},
                          _self_test)
+
+
+def _call(lib: ctypes.CDLL, ps: Sequence[Tensor], vs: Sequence[Tensor], gs: Sequence[Tensor] | None,
+          groups: Sequence[tuple[int, float]], lr: float, delta: float) -> None:
+    k = len(ps)
+    ptrs = ctypes.c_void_p * k
+    numel = [p.numel() for p in ps]
+    fn = lib.bregman_step_float if ps[0].dtype == torch.float32 else lib.bregman_step_double
+    fn(k, ptrs(*[p.data_ptr() for p in ps]), ptrs(*[v.data_ptr() for v in vs]),
+       None if gs is None else ptrs(*[g.data_ptr() for g in gs]), (ctypes.c_int64 * k)(*numel),
+       (ctypes.c_int64 * k)(*[n for n, _ in groups]), (ctypes.c_double * k)(*[t for _, t in groups]),
+       float(lr), float(delta), sum(numel))
 
 
 def _self_test(lib: ctypes.CDLL) -> bool:
     """The kernel against the closed form on a small case (guards against a broken build)."""
-    v = torch.tensor([[3.0, 4.0], [0.3, 0.4]], dtype=torch.float64)
-    g = torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    f64 = dict(dtype=torch.float64)
+    v = torch.tensor([[3.0, 4.0], [0.3, 0.4]], **f64)
+    g = torch.tensor([[1.0, 0.0], [0.0, 0.0]], **f64)
     p = torch.full_like(v, 7.0)
-    lib.bregman_groups_f64(p.data_ptr(), v.data_ptr(), g.data_ptr(), 2, 2, -1.0, 1.0, 2.0)
-    want_v = torch.tensor([[4.0, 4.0], [0.3, 0.4]], dtype=torch.float64)
-    want_p = torch.tensor([[4.0, 4.0], [0.0, 0.0]], dtype=torch.float64) * 2 * (1 - 1 / 32 ** 0.5)
-    return bool(torch.allclose(v, want_v) and torch.allclose(p, want_p))
+    w, h, q = torch.tensor([0.5, -2.0, 0.1], **f64), torch.tensor([1.0, 1.0, 0.0], **f64), torch.zeros(3, **f64)
+    _call(lib, [p, q], [v, w], [g, h], [(2, 1.0), (1, 0.25)], lr=-1.0, delta=2.0)
+    want_v = torch.tensor([[4.0, 4.0], [0.3, 0.4]], **f64)
+    want_p = torch.tensor([[4.0, 4.0], [0.0, 0.0]], **f64) * 2 * (1 - 1 / 32 ** 0.5)
+    return bool(torch.allclose(v, want_v) and torch.allclose(p, want_p)
+                and w.tolist() == [1.5, -1.0, 0.1] and q.tolist() == [2.5, -1.5, 0.0])
 
 
 def available() -> bool:
@@ -116,26 +182,49 @@ def available() -> bool:
     return _library() is not None
 
 
-def prox_groups_(p: Tensor, v: Tensor, g: Tensor | None, *, lr: float, group: int, thresh: float,
-                 delta: float) -> bool:
-    """``v ← v − lr·g`` (when ``g`` is given), then ``p ← prox_{δJ}(δv)`` for contiguous groups of
-    ``group`` entries with threshold ``thresh``, in one pass.
+def _fits(p: Tensor, v: Tensor, g: Tensor | None, reg: Regularizer, dtype: torch.dtype
+          ) -> tuple[int, float] | None:
+    """``(n, t)`` of ``reg`` where the kernel can do this tensor in a call for ``dtype``, else None.
+    (Called per tensor and step: cheap tests first.)"""
+    if v.dtype is not dtype or p.dtype is not dtype or not (v.is_cpu and p.is_cpu) or p.shape != v.shape:
+        return None
+    if g is not None and (g.dtype is not dtype or not g.is_cpu or g.shape != v.shape):
+        return None
+    groups = reg.contiguous_groups(v)
+    if groups is None or 1 < groups[0] < MIN_GROUP:
+        return None
+    if v.is_contiguous() and p.is_contiguous() and (g is None or g.is_contiguous()):
+        return groups
+    stride = v.stride()  # n = 1 walks all three in memory order: one layout for all
+    return groups if p.stride() == stride and (g is None or g.stride() == stride) else None
 
-    Returns False, touching nothing, where the kernel does not apply (not compiled, not CPU,
-    not float32/float64, tensors not contiguous or too small, groups shorter than
-    :data:`MIN_GROUP`); the caller then uses torch ops.
+
+def step_(params: Sequence[Tensor], duals: Sequence[Tensor], grads: Sequence[Tensor] | None,
+          reg: Regularizer, *, lr: float, delta: float) -> list[int]:
+    """``v ← v − lr·g`` (when ``grads`` is given), then ``p ← prox_{δJ}(δv)``, in one pass per
+    tensor and one kernel call for all the tensors it can do.
+
+    Returns the indices of the tensors it left untouched (all of them where the kernel is not
+    compiled, and those not on the CPU, not of the first tensor's dtype (float32 or float64), not
+    in one dense layout with their dual and gradient, or with groups that are not runs of
+    :data:`MIN_GROUP` or more entries); the caller does those with torch ops.
     """
-    tensors = (p, v) if g is None else (p, v, g)
-    if (group < MIN_GROUP or v.numel() < MIN_NUMEL or v.dtype not in (torch.float32, torch.float64)
-            or any(t.device.type != "cpu" or t.dtype != v.dtype or not t.is_contiguous()
-                   or t.shape != v.shape for t in tensors)):
-        return False
-    lib = _library()  # compiled on the first tensor the kernel applies to, not before
-    if lib is None:
-        return False
-    fn = lib.bregman_groups_f32 if v.dtype == torch.float32 else lib.bregman_groups_f64
-    fn(p.data_ptr(), v.data_ptr(), None if g is None else g.data_ptr(), v.numel() // group, group,
-       float(lr), float(thresh), float(delta))
-    # Written behind autograd's back: bump the version counters as an in-place torch op would.
-    torch.autograd.graph.increment_version(p if g is None else (p, v))
-    return True
+    if not params or duals[0].dtype not in _DTYPES or _library() is None:
+        return list(range(len(params)))
+    dtype = duals[0].dtype
+    take, rest, groups = [], [], []
+    for i, (p, v) in enumerate(zip(params, duals)):
+        fit = _fits(p, v, None if grads is None else grads[i], reg, dtype)
+        if fit is None:
+            rest.append(i)
+        else:
+            take.append(i)
+            groups.append(fit)
+    if not take:
+        return rest
+    ps, vs = [params[i] for i in take], [duals[i] for i in take]
+    gs = None if grads is None else [grads[i] for i in take]
+    _call(_library(), ps, vs, gs, groups, lr, delta)
+    # Written behind autograd's back: bump the version counters as in-place torch ops would.
+    torch.autograd.graph.increment_version(ps if gs is None else ps + vs)
+    return rest

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor
 
-from bregman.optim._base import (RegularizedOptimizer, check_beta, check_delta, check_eps, check_lr, fused_prox_,
+from bregman.optim._base import (RegularizedOptimizer, check_beta, check_delta, check_eps, check_lr, fused_step_,
                                  group_by_device_and_dtype)
 from bregman.optim.linbreg import _dense
 from bregman.regularizers import Regularizer
@@ -131,9 +131,8 @@ def _multi_tensor_adabreg(params, grads, duals, exp_avgs, exp_avg_sqs, steps, *,
             torch._foreach_add_(denom, [eps * c for c in cs])
             torch._foreach_addcdiv_(v_, m1_, denom, [-lr * c / (1 - beta1**k) for c, k in zip(cs, ks)])
             del denom
-        for p, v in zip(p_, v_):  # the prox: one pass per tensor (the CPU kernel where it applies)
-            if not fused_prox_(p, v, None, reg, 0.0, delta):
-                reg.dual_prox_(p, v, delta)
+        for i in fused_step_(p_, v_, None, reg, 0.0, delta):  # the prox: the CPU kernel where it applies
+            reg.dual_prox_(p_[i], v_[i], delta)
 
 
 @functools.lru_cache(maxsize=None)

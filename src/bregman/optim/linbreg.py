@@ -8,7 +8,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor
 
-from bregman.optim._base import (RegularizedOptimizer, check_beta, check_delta, check_lr, fused_prox_,
+from bregman.optim._base import (RegularizedOptimizer, check_beta, check_delta, check_lr, fused_step_,
                                  group_by_device_and_dtype)
 from bregman.regularizers import Regularizer
 
@@ -102,16 +102,18 @@ def _single_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, r
 
 
 def _multi_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, reg) -> None:
+    if momentum == 0:
+        # v ← v − τg and the prox in one pass per tensor and one call, where the CPU kernel applies
+        # (bregman.optim._fused); the others below: one foreach update, then the prox per tensor.
+        rest = fused_step_(params, duals, grads, reg, lr, delta)
+        if len(rest) < len(params):
+            params, grads, duals = ([xs[i] for i in rest] for xs in (params, grads, duals))
     lists = [params, grads, duals] + ([bufs] if momentum > 0 else [])
-    for p_, g_, v_, *m_ in group_by_device_and_dtype(lists):
+    for p_, g_, v_, *m_ in group_by_device_and_dtype(lists) if params else ():
         if momentum == 0:
-            # v ← v − τg and the prox in one pass where the CPU kernel applies (bregman.optim._fused);
-            # the other tensors: one foreach update, then the prox, one pass per tensor.
-            rest = [i for i, (p, g, v) in enumerate(zip(p_, g_, v_)) if not fused_prox_(p, v, g, reg, lr, delta)]
-            if rest:
-                torch._foreach_add_([v_[i] for i in rest], [g_[i] for i in rest], alpha=-lr)
-            for i in rest:
-                reg.dual_prox_(p_[i], v_[i], delta)
+            torch._foreach_add_(v_, g_, alpha=-lr)
+            for p, v in zip(p_, v_):
+                reg.dual_prox_(p, v, delta)
             continue
         if _fused_momentum_ok(g_, v_, m_[0], (1 - momentum) * lr):
             # m ← βm + (1−β)τg and v ← v − m in one pass: torch's fused SGD kernel on (v, g, m) with
@@ -124,9 +126,8 @@ def _multi_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, re
             torch._foreach_add_(m_[0], g_, alpha=(1 - momentum) * lr)
             torch._foreach_sub_(v_, m_[0])
         # The prox: one pass per tensor (soft shrinkage / group scaling; the CPU kernel where it applies).
-        for p, v in zip(p_, v_):
-            if not fused_prox_(p, v, None, reg, 0.0, delta):
-                reg.dual_prox_(p, v, delta)
+        for i in fused_step_(p_, v_, None, reg, 0.0, delta):
+            reg.dual_prox_(p_[i], v_[i], delta)
 
 
 def _round_to(x: float, dtype: torch.dtype) -> float | None:
