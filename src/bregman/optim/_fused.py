@@ -36,7 +36,7 @@ from torch import Tensor
 from bregman import _ckernel
 from bregman.regularizers import Regularizer
 
-__all__ = ["available", "step_", "MIN_GROUP"]
+__all__ = ["available", "step_", "Batch", "MIN_GROUP"]
 
 #: Shorter groups (other than n = 1) go through the torch ops: per group the kernel pays a square
 #: root, a division and short loops, which for 3×3 or 5×5 kernels costs more than torch's vectorized
@@ -151,16 +151,19 @@ def _library() -> ctypes.CDLL | None:
                          _self_test)
 
 
+_PTRS: dict[int, type] = {}
+
+
 def _call(lib: ctypes.CDLL, ps: Sequence[Tensor], vs: Sequence[Tensor], gs: Sequence[Tensor] | None,
           groups: Sequence[tuple[int, float]], lr: float, delta: float) -> None:
     k = len(ps)
-    ptrs = ctypes.c_void_p * k
+    arr = _PTRS.get(k) or _PTRS.setdefault(k, ctypes.c_void_p * k)
     numel = [p.numel() for p in ps]
-    fn = lib.bregman_step_float if ps[0].dtype == torch.float32 else lib.bregman_step_double
-    fn(k, ptrs(*[p.data_ptr() for p in ps]), ptrs(*[v.data_ptr() for v in vs]),
-       None if gs is None else ptrs(*[g.data_ptr() for g in gs]), (ctypes.c_int64 * k)(*numel),
-       (ctypes.c_int64 * k)(*[n for n, _ in groups]), (ctypes.c_double * k)(*[t for _, t in groups]),
-       float(lr), float(delta), sum(numel))
+    n, t = zip(*groups)
+    fn = lib.bregman_step_float if ps[0].dtype is torch.float32 else lib.bregman_step_double
+    fn(k, arr(*[p.data_ptr() for p in ps]), arr(*[v.data_ptr() for v in vs]),
+       None if gs is None else arr(*[g.data_ptr() for g in gs]), (ctypes.c_int64 * k)(*numel),
+       (ctypes.c_int64 * k)(*n), (ctypes.c_double * k)(*t), float(lr), float(delta), sum(numel))
 
 
 def _self_test(lib: ctypes.CDLL) -> bool:
@@ -185,18 +188,39 @@ def available() -> bool:
 def _fits(p: Tensor, v: Tensor, g: Tensor | None, reg: Regularizer, dtype: torch.dtype
           ) -> tuple[int, float] | None:
     """``(n, t)`` of ``reg`` where the kernel can do this tensor in a call for ``dtype``, else None.
-    (Called per tensor and step: cheap tests first.)"""
-    if v.dtype is not dtype or p.dtype is not dtype or not (v.is_cpu and p.is_cpu) or p.shape != v.shape:
+    (Called per tensor and step: the common case, three contiguous CPU tensors, tested first.)"""
+    if v.dtype is not dtype or p.dtype is not dtype or not v.is_cpu:
         return None
-    if g is not None and (g.dtype is not dtype or not g.is_cpu or g.shape != v.shape):
+    others = (p,) if g is None else (p, g)
+    if v.is_contiguous() and p.is_contiguous() and (g is None or g.is_contiguous()):
+        shape = v.shape
+        if p.shape != shape or (g is not None and (g.dtype is not dtype or g.shape != shape)):
+            return None
+    elif any(t.dtype is not dtype or t.shape != v.shape or t.stride() != v.stride() for t in others):
+        return None  # n = 1 walks all three in memory order: one layout for all
+    if not (p.is_cpu and (g is None or g.is_cpu)):
         return None
     groups = reg.contiguous_groups(v)
-    if groups is None or 1 < groups[0] < MIN_GROUP:
-        return None
-    if v.is_contiguous() and p.is_contiguous() and (g is None or g.is_contiguous()):
-        return groups
-    stride = v.stride()  # n = 1 walks all three in memory order: one layout for all
-    return groups if p.stride() == stride and (g is None or g.stride() == stride) else None
+    return None if groups is None or 1 < groups[0] < MIN_GROUP else groups
+
+
+def _split(params: Sequence[Tensor], duals: Sequence[Tensor], grads: Sequence[Tensor] | None, reg: Regularizer
+           ) -> tuple[list[int], list[int], list[tuple[int, float]]]:
+    """``(take, rest, groups)``: indices the kernel can do (with their ``(n, t)``) and the others."""
+    dtype = duals[0].dtype
+    fits = [_fits(p, v, None if grads is None else grads[i], reg, dtype)
+            for i, (p, v) in enumerate(zip(params, duals))]
+    if None not in fits:  # the usual case: all of them
+        return list(range(len(params))), [], fits
+    take = [i for i, f in enumerate(fits) if f is not None]
+    return take, [i for i, f in enumerate(fits) if f is None], [fits[i] for i in take]
+
+
+def _run(lib: ctypes.CDLL, ps: list[Tensor], vs: list[Tensor], gs: list[Tensor] | None,
+         groups: list[tuple[int, float]], lr: float, delta: float) -> None:
+    _call(lib, ps, vs, gs, groups, lr, delta)
+    # Written behind autograd's back: bump the version counters as in-place torch ops would.
+    torch.autograd.graph.increment_version(ps if gs is None else [*ps, *vs])
 
 
 def step_(params: Sequence[Tensor], duals: Sequence[Tensor], grads: Sequence[Tensor] | None,
@@ -209,22 +233,51 @@ def step_(params: Sequence[Tensor], duals: Sequence[Tensor], grads: Sequence[Ten
     in one dense layout with their dual and gradient, or with groups that are not runs of
     :data:`MIN_GROUP` or more entries); the caller does those with torch ops.
     """
-    if not params or duals[0].dtype not in _DTYPES or _library() is None:
+    lib = _library() if params and duals[0].dtype in _DTYPES else None
+    if lib is None:
         return list(range(len(params)))
-    dtype = duals[0].dtype
-    take, rest, groups = [], [], []
-    for i, (p, v) in enumerate(zip(params, duals)):
-        fit = _fits(p, v, None if grads is None else grads[i], reg, dtype)
-        if fit is None:
-            rest.append(i)
-        else:
-            take.append(i)
-            groups.append(fit)
-    if not take:
-        return rest
-    ps, vs = [params[i] for i in take], [duals[i] for i in take]
-    gs = None if grads is None else [grads[i] for i in take]
-    _call(_library(), ps, vs, gs, groups, lr, delta)
-    # Written behind autograd's back: bump the version counters as in-place torch ops would.
-    torch.autograd.graph.increment_version(ps if gs is None else ps + vs)
+    take, rest, groups = _split(params, duals, grads, reg)
+    if take:
+        pick = (lambda xs: xs) if not rest else (lambda xs: [xs[i] for i in take])
+        _run(lib, pick(params), pick(duals), None if grads is None else pick(grads), groups, lr, delta)
     return rest
+
+
+class Batch:
+    """The tensors of several param groups, stepped by one kernel call per ``(lr, δ, dtype)`` at
+    :meth:`run` (LinBreg without momentum: one call per step for a whole model).
+
+    :meth:`add` takes what the kernel can do from a group (``v ← v − lr·g``, then the prox) and
+    returns the indices of the rest, which the caller steps with torch ops; :meth:`run` steps the
+    collected tensors and empties the batch.
+    """
+
+    def __init__(self) -> None:
+        self._calls: dict[tuple[float, float, torch.dtype], list[list]] = {}
+
+    def add(self, params: list[Tensor], duals: list[Tensor], grads: list[Tensor], reg: Regularizer,
+            *, lr: float, delta: float) -> list[int]:
+        lib = _library() if params and duals[0].dtype in _DTYPES else None
+        if lib is None:
+            return list(range(len(params)))
+        take, rest, groups = _split(params, duals, grads, reg)
+        if not take:
+            return rest
+        if rest:
+            params, duals, grads = ([xs[i] for i in take] for xs in (params, duals, grads))
+        key = (float(lr), float(delta), duals[0].dtype)
+        call = self._calls.get(key)
+        if call is None:
+            self._calls[key] = [params, duals, grads, groups]
+        else:
+            for mine, new in zip(call, (params, duals, grads, groups)):
+                mine += new  # (the first group's lists are the caller's, built for this step)
+        return rest
+
+    def run(self) -> None:
+        if self._calls:
+            lib = _library()
+            for (lr, delta, _), (ps, vs, gs, ns) in self._calls.items():
+                if ps:
+                    _run(lib, ps, vs, gs, ns, lr, delta)
+            self._calls.clear()

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from bregman.optim._base import (RegularizedOptimizer, check_beta, check_delta, check_lr, fused_step_,
                                  group_by_device_and_dtype)
+from bregman.optim import _fused
 from bregman.regularizers import Regularizer
 
 __all__ = ["LinBreg", "linbreg"]
@@ -75,12 +76,18 @@ class LinBreg(RegularizedOptimizer):
     def step(self, closure=None):
         """One LinBreg step on every parameter that has a gradient; returns the closure's loss."""
         loss = self._closure_loss(closure)
+        batch = _fused.Batch()  # without momentum: one CPU kernel call for all groups' tensors
         for group in self.param_groups:
             params, grads, duals, bufs = [], [], [], []
             self._init_group(group, params, grads, duals, bufs)
+            foreach = self._use_foreach(group)
+            if params and foreach and group["momentum"] == 0:
+                rest = batch.add(params, duals, grads, group["reg"], lr=group["lr"], delta=group["delta"])
+                params, grads, duals, bufs = ([xs[i] for i in rest] for xs in (params, grads, duals, bufs))
             if params:
                 linbreg(params, grads, duals, bufs, lr=group["lr"], delta=group["delta"],
-                        momentum=group["momentum"], reg=group["reg"], foreach=self._use_foreach(group))
+                        momentum=group["momentum"], reg=group["reg"], foreach=foreach)
+        batch.run()
         return loss
 
 
