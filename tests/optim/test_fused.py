@@ -45,6 +45,9 @@ def _run(make, dtype, foreach, steps=25, scramble=False):
 CASES = {
     "linbreg": lambda gr, fe: LinBreg(gr, lr=0.3, foreach=fe),
     "linbreg-delta": lambda gr, fe: LinBreg(gr, lr=0.2, delta=1.7, foreach=fe),
+    # a learning rate per group: one kernel call per (lr, δ) in LinBreg's batched step
+    "linbreg-group-lr": lambda gr, fe: LinBreg([dict(g, lr=0.1 * (1 + i % 2)) for i, g in enumerate(gr)], lr=0.3,
+                                               foreach=fe),
     "linbreg-momentum": lambda gr, fe: LinBreg(gr, lr=0.3, momentum=0.9, foreach=fe),
     "adabreg": lambda gr, fe: AdaBreg(gr, lr=2e-3, delta=1.5, foreach=fe),
 }
