@@ -37,7 +37,8 @@ def _run(make, dtype, foreach, steps=25, scramble=False):
         for p in ps.values():
             p.grad = torch.randn(p.shape, generator=g, dtype=dtype) * 0.03
             if scramble:  # whatever θ holds before a step, the step recomputes it from v
-                p.data.copy_(torch.randn(p.shape, generator=g, dtype=dtype))
+                with torch.no_grad():
+                    p.copy_(torch.randn(p.shape, generator=g, dtype=dtype))
         opt.step()
     return {k: p.detach().clone() for k, p in ps.items()}
 
@@ -76,6 +77,24 @@ def test_kernel_recomputes_theta_whatever_it_held():
     fast = _run(CASES["linbreg"], torch.float64, foreach=True, scramble=True)
     for kind in SHAPES:
         torch.testing.assert_close(fast[kind], ref[kind], rtol=1e-12, atol=1e-12, msg=kind)
+
+
+@needs_kernel
+def test_entries_that_stay_zero_are_not_rewritten():
+    """After the kernel wrote θ = prox(δv), an ℓ1 entry that stays inside the threshold is neither
+    read nor written by the next step. Writes through ``p.data`` are invisible to the version
+    counters, so a value put there survives (the documented contract); tracked writes do not."""
+    p = nn.Parameter(torch.zeros(64, 64))
+    opt = LinBreg([p], lr=0.1, reg=L1(1.0))
+    p.grad = torch.full_like(p, 1e-3)
+    opt.step()  # |v| stays far below λ = 1: θ stays 0
+    p.data[0, 0] = 7.0  # untracked: the next step does not know θ changed
+    opt.step()
+    assert p[0, 0].item() == 7.0 and p.count_nonzero().item() == 1
+    with torch.no_grad():
+        p[1, 1] = 5.0  # tracked (p's version moves): the next step rewrites all of θ
+    opt.step()
+    assert p.count_nonzero().item() == 0
 
 
 @needs_kernel

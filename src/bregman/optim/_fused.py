@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import ctypes
 import functools
+
 from typing import Sequence
 
 import torch
 from torch import Tensor
+from torch.utils.weak import WeakIdKeyDictionary
 
 from bregman import _ckernel
 from bregman.regularizers import Regularizer
@@ -54,27 +56,34 @@ _SOURCE = r"""
 #define FMA_float fmaf
 #define FMA_double fma
 #define LANES 32
+#define ABS_float fabsf
+#define ABS_double fabs
+/* shrink(x, t): x ∓ t beyond the threshold, as torch computes it; x·0 inside keeps NaN. */
+#define SHRINK1(T, x, t) ((x) > (t) ? (x) - (t) : ((x) < -(t) ? (x) + (t) : (x) * 0))
 
-/* Soft shrinkage, element by element: torch's softshrink (x*0 inside keeps NaN and -0), then δ. */
+/* Soft shrinkage, element by element (SHRINK1), then δ. With
+   fresh set, p holds the prox of the v before this update (the kernel wrote it, and nothing has
+   written p since): an entry inside the threshold before and after is zero and stays zero, and is
+   neither read nor written, so for a sparse net the pass moves about what SGD's update moves. */
 #define SHRINK(T)                                                                              \
 static void shrink_##T(T *restrict p, T *restrict v, const T *restrict g, int64_t m, T a, T t,  \
-                       double delta) {                                                         \
+                       double delta, int fresh) {                                              \
     const T d = (T)delta; const int scale = delta != 1.0;                                      \
-    if (g) {                                                                                   \
+    if (g && fresh) {                                                                          \
+        _Pragma("omp for simd schedule(simd:static) nowait")                                   \
+        for (int64_t i = 0; i < m; i++) {                                                      \
+            const T x0 = v[i], x = FMA_##T(a, g[i], x0); v[i] = x;                             \
+            if (!(ABS_##T(x0) <= t && ABS_##T(x) <= t)) { T y = SHRINK1(T, x, t); p[i] = scale ? y * d : y; } \
+        }                                                                                      \
+    } else if (g) {                                                                            \
         _Pragma("omp for simd schedule(simd:static) nowait")                                   \
         for (int64_t i = 0; i < m; i++) {                                                      \
             T x = FMA_##T(a, g[i], v[i]); v[i] = x;                                            \
-            T y = x > t ? x - t : (x < -t ? x + t : x * 0);                                    \
-            y = scale ? y * d : y;                                                             \
-            if (p[i] != y) p[i] = y;                                                           \
+            T y = SHRINK1(T, x, t); p[i] = scale ? y * d : y;                                  \
         }                                                                                      \
     } else {                                                                                   \
         _Pragma("omp for simd schedule(simd:static) nowait")                                   \
-        for (int64_t i = 0; i < m; i++) {                                                      \
-            T x = v[i];                                                                        \
-            T y = x > t ? x - t : (x < -t ? x + t : x * 0);                                    \
-            p[i] = scale ? y * d : y;                                                          \
-        }                                                                                      \
+        for (int64_t i = 0; i < m; i++) { T y = SHRINK1(T, v[i], t); p[i] = scale ? y * d : y; } \
     }                                                                                          \
 }
 
@@ -126,13 +135,13 @@ static void groups_##T(T *restrict p, T *restrict v, const T *restrict g, int64_
 SHRINK(T)                                                                                      \
 GROUPS(T)                                                                                      \
 void bregman_step_##T(int64_t k, T *const *p, T *const *v, const T *const *g, const int64_t *numel, \
-                      const int64_t *group, const double *thresh, double lr, double delta,     \
-                      int64_t total) {                                                         \
+                      const int64_t *group, const double *thresh, const uint8_t *fresh,        \
+                      double lr, double delta, int64_t total) {                                \
     const T a = (T)(-lr);                                                                      \
     _Pragma("omp parallel if (total > 32768)")                                                 \
     for (int64_t j = 0; j < k; j++) {                                                          \
         const T *gj = g ? g[j] : NULL;                                                         \
-        if (group[j] == 1) shrink_##T(p[j], v[j], gj, numel[j], a, (T)thresh[j], delta);       \
+        if (group[j] == 1) shrink_##T(p[j], v[j], gj, numel[j], a, (T)thresh[j], delta, fresh && fresh[j]); \
         else groups_##T(p[j], v[j], gj, numel[j] / group[j], group[j], a, thresh[j], delta);   \
     }                                                                                          \
 }
@@ -146,12 +155,17 @@ STEP(double)
 def _library() -> ctypes.CDLL | None:
     """The compiled kernel library, or None where it cannot be had (no compiler, disabled)."""
     i64, dbl, ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
-    sig = [i64, ptr, ptr, ptr, ptr, ptr, ptr, dbl, dbl, i64]
+    sig = [i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, dbl, dbl, i64]
     return _ckernel.load("bregman_fused", _SOURCE, {"bregman_step_float": sig, "bregman_step_double": sig},
                          _self_test)
 
 
 _PTRS: dict[int, type] = {}
+#: ``p → (p._version, id(v), v._version)`` just after the kernel wrote ``p = prox(δv)``: while
+#: all three still hold, nothing has written ``p`` or ``v`` since (in-place torch ops, ``copy_``,
+#: ``load_state_dict`` and ``nn.init`` bump the versions; writes through ``p.data`` do not, see
+#: :func:`step_`), so the next update may skip the entries that stay zero.
+_WRITTEN: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 def _call(lib: ctypes.CDLL, ps: Sequence[Tensor], vs: Sequence[Tensor], gs: Sequence[Tensor] | None,
@@ -160,10 +174,15 @@ def _call(lib: ctypes.CDLL, ps: Sequence[Tensor], vs: Sequence[Tensor], gs: Sequ
     arr = _PTRS.get(k) or _PTRS.setdefault(k, ctypes.c_void_p * k)
     numel = [p.numel() for p in ps]
     n, t = zip(*groups)
+    fresh = None
+    if gs is not None:
+        get = _WRITTEN.get
+        fresh = (ctypes.c_uint8 * k)(*[get(p) == (p._version, id(v), v._version) for p, v in zip(ps, vs)])
     fn = lib.bregman_step_float if ps[0].dtype is torch.float32 else lib.bregman_step_double
     fn(k, arr(*[p.data_ptr() for p in ps]), arr(*[v.data_ptr() for v in vs]),
        None if gs is None else arr(*[g.data_ptr() for g in gs]), (ctypes.c_int64 * k)(*numel),
-       (ctypes.c_int64 * k)(*n), (ctypes.c_double * k)(*t), float(lr), float(delta), sum(numel))
+       (ctypes.c_int64 * k)(*n), (ctypes.c_double * k)(*t), fresh, float(lr), float(delta),
+       sum(numel))
 
 
 def _self_test(lib: ctypes.CDLL) -> bool:
@@ -221,6 +240,8 @@ def _run(lib: ctypes.CDLL, ps: list[Tensor], vs: list[Tensor], gs: list[Tensor] 
     _call(lib, ps, vs, gs, groups, lr, delta)
     # Written behind autograd's back: bump the version counters as in-place torch ops would.
     torch.autograd.graph.increment_version(ps if gs is None else [*ps, *vs])
+    for p, v in zip(ps, vs):
+        _WRITTEN[p] = (p._version, id(v), v._version)
 
 
 def step_(params: Sequence[Tensor], duals: Sequence[Tensor], grads: Sequence[Tensor] | None,
