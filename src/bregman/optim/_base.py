@@ -104,13 +104,20 @@ class RegularizedOptimizer(Optimizer):
         for i, p in enumerate(group["params"]):
             if p.grad is None:
                 continue
-            grads.append(self._grad_of(p))
-            params.append(p)
             state = self.state[p]
             fresh = "v" not in state
-            if fresh:
-                state["v"] = self._init_dual(p, group, self._param_name(group, i, p))
+            self._new_state(group, i, p)
+            grads.append(p.grad)
+            params.append(p)
             yield p, state, fresh
+
+    def _new_state(self, group: dict[str, Any], i: int, p: Tensor) -> Tensor:
+        """``p``'s dual variable v, created on first use; an error for a sparse gradient."""
+        self._grad_of(p)
+        state = self.state[p]
+        if "v" not in state:
+            state["v"] = self._init_dual(p, group, self._param_name(group, i, p))
+        return state["v"]
 
     def _init_dual(self, p: Tensor, group: dict[str, Any], name: str) -> Tensor:
         """v₀ = θ₀/δ + p₀ with p₀ ∈ ∂J(θ₀), so that prox_{δJ}(δ v₀) = θ₀ (PAPER.md §1.6)."""

@@ -33,7 +33,6 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.weak import WeakIdKeyDictionary
 
 from bregman import _ckernel
 from bregman.regularizers import Regularizer
@@ -161,23 +160,16 @@ def _library() -> ctypes.CDLL | None:
 
 
 _PTRS: dict[int, type] = {}
-#: ``p → (p._version, id(v), v._version)`` just after the kernel wrote ``p = prox(δv)``: while
-#: all three still hold, nothing has written ``p`` or ``v`` since (in-place torch ops, ``copy_``,
-#: ``load_state_dict`` and ``nn.init`` bump the versions; writes through ``p.data`` do not, see
-#: :func:`step_`), so the next update may skip the entries that stay zero.
-_WRITTEN: WeakIdKeyDictionary = WeakIdKeyDictionary()
-
-
 def _call(lib: ctypes.CDLL, ps: Sequence[Tensor], vs: Sequence[Tensor], gs: Sequence[Tensor] | None,
-          groups: Sequence[tuple[int, float]], lr: float, delta: float) -> None:
+          groups: Sequence[tuple[int, float]], lr: float, delta: float, written: dict | None = None) -> None:
     k = len(ps)
     arr = _PTRS.get(k) or _PTRS.setdefault(k, ctypes.c_void_p * k)
     numel = [p.numel() for p in ps]
     n, t = zip(*groups)
     fresh = None
-    if gs is not None:
-        get = _WRITTEN.get
-        fresh = (ctypes.c_uint8 * k)(*[get(p) == (p._version, id(v), v._version) for p, v in zip(ps, vs)])
+    if gs is not None and written:
+        get = written.get
+        fresh = (ctypes.c_uint8 * k)(*[get(id(p)) == (p._version, id(v), v._version) for p, v in zip(ps, vs)])
     fn = lib.bregman_step_float if ps[0].dtype is torch.float32 else lib.bregman_step_double
     fn(k, arr(*[p.data_ptr() for p in ps]), arr(*[v.data_ptr() for v in vs]),
        None if gs is None else arr(*[g.data_ptr() for g in gs]), (ctypes.c_int64 * k)(*numel),
@@ -236,12 +228,12 @@ def _split(params: Sequence[Tensor], duals: Sequence[Tensor], grads: Sequence[Te
 
 
 def _run(lib: ctypes.CDLL, ps: list[Tensor], vs: list[Tensor], gs: list[Tensor] | None,
-         groups: list[tuple[int, float]], lr: float, delta: float) -> None:
-    _call(lib, ps, vs, gs, groups, lr, delta)
+         groups: list[tuple[int, float]], lr: float, delta: float, written: dict | None = None) -> None:
+    _call(lib, ps, vs, gs, groups, lr, delta, written)
     # Written behind autograd's back: bump the version counters as in-place torch ops would.
     torch.autograd.graph.increment_version(ps if gs is None else [*ps, *vs])
-    for p, v in zip(ps, vs):
-        _WRITTEN[p] = (p._version, id(v), v._version)
+    if written is not None:
+        written.update((id(p), (p._version, id(v), v._version)) for p, v in zip(ps, vs))
 
 
 def step_(params: Sequence[Tensor], duals: Sequence[Tensor], grads: Sequence[Tensor] | None,
@@ -271,10 +263,17 @@ class Batch:
     :meth:`add` takes what the kernel can do from a group (``v ← v − lr·g``, then the prox) and
     returns the indices of the rest, which the caller steps with torch ops; :meth:`run` steps the
     collected tensors and empties the batch.
+
+    ``written`` (the optimizer's, keyed by ``id(p)``: its parameters outlive it) records
+    ``(p._version, id(v), v._version)`` just after the kernel wrote ``θ = prox(δv)``. While all
+    three still hold, nothing has written ``θ`` or ``v`` since (in-place torch ops, ``copy_``,
+    ``load_state_dict`` and ``nn.init`` move the versions; writes through ``p.data`` do not), so
+    the next ℓ1 update skips the entries that stay zero: it neither reads nor writes them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, written: dict | None = None) -> None:
         self._calls: dict[tuple[float, float, torch.dtype], list[list]] = {}
+        self._written = written
 
     def add(self, params: list[Tensor], duals: list[Tensor], grads: list[Tensor], reg: Regularizer,
             *, lr: float, delta: float) -> list[int]:
@@ -300,5 +299,5 @@ class Batch:
             lib = _library()
             for (lr, delta, _), (ps, vs, gs, ns) in self._calls.items():
                 if ps:
-                    _run(lib, ps, vs, gs, ns, lr, delta)
+                    _run(lib, ps, vs, gs, ns, lr, delta, self._written)
             self._calls.clear()

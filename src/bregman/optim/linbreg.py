@@ -66,17 +66,28 @@ class LinBreg(RegularizedOptimizer):
         super().__init__(params, dict(lr=lr, reg=reg, delta=delta, momentum=momentum, foreach=foreach))
 
     def _init_group(self, group: dict[str, Any], params: list, grads: list, duals: list, bufs: list) -> None:
-        for p, state, _ in self._with_grads(group, params, grads):
-            if group["momentum"] > 0 and "momentum_buffer" not in state:
+        momentum, state_of = group["momentum"] > 0, self.state
+        for i, p in enumerate(group["params"]):
+            g = p.grad
+            if g is None:
+                continue
+            state = state_of[p]
+            v = state.get("v")
+            if v is None or g.is_sparse:
+                v = self._new_state(group, i, p)
+            if momentum and "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            duals.append(state["v"])
+            params.append(p)
+            grads.append(g)
+            duals.append(v)
             bufs.append(state.get("momentum_buffer"))
 
     @torch.no_grad()
     def step(self, closure=None):
         """One LinBreg step on every parameter that has a gradient; returns the closure's loss."""
         loss = self._closure_loss(closure)
-        batch = _fused.Batch()  # without momentum: one CPU kernel call for all groups' tensors
+        # without momentum: one CPU kernel call for all groups' tensors
+        batch = _fused.Batch(self.__dict__.setdefault("_written", {}))
         for group in self.param_groups:
             params, grads, duals, bufs = [], [], [], []
             self._init_group(group, params, grads, duals, bufs)
