@@ -2,9 +2,12 @@ r"""A one-pass CPU kernel for the Bregman step: dual update and prox fused, all 
 
 The torch ops of a LinBreg step walk each weight two or three times (``v -= τg``; the prox, plus
 the group norms for group sparsity) and pay a dispatch per tensor and op, which on the paper's MLP
-costs more than the arithmetic. The kernel takes a whole param group in one call and does each
-tensor in one pass, and leaves zero groups of θ unwritten when they are zero already (a sparse
-net's usual case), so a dirty cache line is written back only for the active groups.
+costs more than the arithmetic. The kernel takes many tensors in one call (LinBreg without
+momentum: all param groups at once, :class:`Batch`) and does each in one pass. It leaves zero
+groups of θ unwritten when they are zero already (a sparse net's usual case), so a dirty cache
+line is written back only for the active groups; for ℓ1, while θ is still the kernel's own
+prox of v, an entry that is zero and stays zero is not even read (:class:`Batch`), so on a
+sparse net the step moves little more memory than SGD's.
 
 Each tensor is cut into ``m`` contiguous groups of ``n`` entries, J(θ) = Σ_g t‖θ_g‖₂
 (:meth:`~bregman.regularizers.Regularizer.contiguous_groups`):
@@ -14,8 +17,9 @@ Each tensor is cut into ``m`` contiguous groups of ``n`` entries, J(θ) = Σ_g t
     \theta_g = \delta\, v_g \max(1 - t/\lVert v_g \rVert_2,\ 0).
 
 With ``n = 1`` this is soft shrinkage, θ = δ·shrink(v, t) (ℓ1 with t = λ; no penalty with t = 0),
-and the kernel computes exactly what torch's ops do, bit for bit: ``v + (−τ)·g`` as one fused
-multiply-add, ``x ∓ t`` beyond the threshold and ``x·0`` inside it (so NaN and −0 pass through).
+and the kernel computes exactly what torch's ops do, bit for bit up to the sign of zero:
+``v + (−τ)·g`` as one fused multiply-add, ``x ∓ t`` beyond the threshold and ``x·0`` inside it
+(so NaN passes through).
 Groups need ``n ≥`` :data:`MIN_GROUP` (rows of wide linear layers); their norms are accumulated in
 double, so float32 results differ from the torch ops by rounding only. Shorter groups (3×3 or 5×5
 kernels) stay with torch's vectorized norms, which are faster there.
