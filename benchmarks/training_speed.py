@@ -16,6 +16,9 @@ three ways to train on the same in-memory data (synthetic, of the real shape and
   stays sparse, while SGD makes every weight non-zero at its first step.)
 * ``LinBreg+compile`` (``--compile``): the pipeline with ``compile=true``; its compile time
   (first chunk minus a steady one) is reported apart.
+* ``SGD no-step``, ``LinBreg no-step`` (``--step-cost``): the same pipelines with the optimizer
+  step a no-op after the warm-up, so the step's own time per iteration is the difference (in the
+  same round) to ``SGD`` and ``LinBreg``; reported as µs per step and as a share of SGD's epoch.
 
 Variants are run round-robin in chunks of a fixed number of steps (the order rotated every
 round), so background load hits all alike; the epoch time is the median chunk scaled to one
@@ -34,7 +37,7 @@ starts every variant of that model from a trained checkpoint's weights instead (
 trained net's sparsity).
 
     python benchmarks/training_speed.py [--models mlp,convnet,resnet18,denoise] [--quick]
-        [--rounds 3] [--threads N] [--clock wall|cpu] [--compile] [--weights MODEL=PATH ...]
+        [--rounds 3] [--threads N] [--clock wall|cpu] [--compile] [--step-cost] [--weights MODEL=PATH ...]
         [--json PATH]
 
 ``--clock cpu`` (with ``--threads 1``) times the CPU time of the training thread instead of wall
@@ -353,9 +356,15 @@ def bench_model(spec: Spec, args, peak: float) -> dict[str, Any]:
         comp(steps=3)
         compile_s = (t1 - t0) - (time.perf_counter() - t1)
         runners["LinBreg+compile"] = comp
+    if args.step_cost:
+        for name, opt in (("SGD no-step", "sgd"), ("LinBreg no-step", "linbreg")):
+            runners[name] = PipelineRunner(spec, n, args.clock, weights, optimizer=opt, momentum=0.0)
     warm = 3 if spec.key == "resnet18" else 10
     for run in runners.values():
         run(steps=warm if chunk_steps > warm else 1)
+    for name in ("SGD no-step", "LinBreg no-step"):
+        if name in runners:  # from here on the weights stay as the warm-up left them
+            runners[name].opt.step = lambda *a, **k: None
     times: dict[str, list[float]] = {k: [] for k in runners}
     names = list(runners)
     rounds = args.rounds * (FAST_ROUNDS if spec.steps == 0 and not args.quick else 1)
@@ -390,6 +399,15 @@ def bench_model(spec: Spec, args, peak: float) -> dict[str, Any]:
     if spec.key == "mlp":
         checks["mlp_epoch"] = epoch["LinBreg"] < TARGET_MLP_EPOCH_S
     res["checks"] = checks
+    if args.step_cost:
+        per_step = {k: statistics.median((a - b) / epoch_steps * 1e6 for a, b in zip(times[k], times[f"{k} no-step"]))
+                    for k in ("SGD", "LinBreg")}
+        share = statistics.median(((a - b) - (c - d)) / c for a, b, c, d in
+                                  zip(times["LinBreg"], times["LinBreg no-step"], times["SGD"], times["SGD no-step"]))
+        res["step_us"], res["step_share_of_sgd_epoch"] = per_step, share
+        print(f"[{spec.key}] optimizer step per iteration: SGD {per_step['SGD']:.0f} µs, LinBreg "
+              f"{per_step['LinBreg']:.0f} µs; LinBreg's extra step time = {100 * share:+.1f} % of SGD's epoch",
+              file=sys.stderr, flush=True)
     return res
 
 
@@ -429,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall time, or the training thread's CPU time (needs --threads 1)")
     ap.add_argument("--compile", action="store_true", help="also time compile=true (and its compile time)")
+    ap.add_argument("--step-cost", action="store_true",
+                    help="also time each pipeline with a no-op optimizer step (the step's own time)")
     ap.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH",
                     help="start MODEL from a trained checkpoint's weights (repeatable)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")

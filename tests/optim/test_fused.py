@@ -168,3 +168,53 @@ def test_disabled_by_environment(monkeypatch):
     finally:
         monkeypatch.delenv("BREGMAN_FUSED")
         _fused._library.cache_clear()
+
+
+@needs_kernel
+def test_replayed_steps_follow_every_change_to_the_optimizer_and_the_weights():
+    """LinBreg replays its last kernel call while nothing changed (``_fused.Plan``); after each
+    kind of change (learning rate, a tracked write to θ, a missing gradient, a state-dict load, a
+    new param group) it must step exactly like the reference path."""
+    def make(foreach):
+        g = torch.Generator().manual_seed(0)
+        w = nn.Parameter(torch.randn(48, 40, generator=g, dtype=torch.float64) * 0.1)
+        b = nn.Parameter(torch.zeros(48, dtype=torch.float64))
+        opt = LinBreg([{"params": [w], "reg": L1(0.05)}, {"params": [b]}], lr=0.3, foreach=foreach)
+        return [w, b], opt
+
+    (ps, fast), (qs, ref) = make(True), make(False)
+    g = torch.Generator().manual_seed(1)
+    extra, planned = {}, []
+    for k in range(14):
+        grads = [torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.05 for p in ps]
+        for xs in (ps, qs):
+            for x, gr in zip(xs, grads):
+                x.grad = gr.clone()
+        if k == 3:  # a scheduler's new learning rate
+            for opt in (fast, ref):
+                for group in opt.param_groups:
+                    group["lr"] = 0.1
+        if k == 5:  # a tracked write to θ
+            for xs in (ps, qs):
+                with torch.no_grad():
+                    xs[0][0, :5] = 1.0
+        if k == 7:  # no gradient for the bias this step
+            ps[1].grad = qs[1].grad = None
+        if k == 9:  # a state-dict round trip
+            for opt in (fast, ref):
+                opt.load_state_dict(opt.state_dict())
+        if k == 11:  # a new param group
+            for name, xs, opt in (("fast", ps, fast), ("ref", qs, ref)):
+                extra[name] = nn.Parameter(torch.ones(30, 30, dtype=torch.float64))
+                opt.add_param_group({"params": [extra[name]], "reg": L1(0.5)})
+        for name in extra:
+            extra[name].grad = torch.full((30, 30), 0.01 * k, dtype=torch.float64)
+        fast.step()
+        ref.step()
+        planned.append(fast.__dict__.get("_plan") is not None)
+        for a, b in zip(ps, qs):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=f"step {k}")
+        if extra:
+            torch.testing.assert_close(extra["fast"], extra["ref"], rtol=1e-12, atol=1e-12)
+    # replaying in between; after k = 11 two learning rates make two kernel calls: no plan
+    assert all(planned[:7]) and all(planned[8:11]) and not planned[7] and not any(planned[11:])

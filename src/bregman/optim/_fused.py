@@ -41,7 +41,7 @@ from torch import Tensor
 from bregman import _ckernel
 from bregman.regularizers import Regularizer
 
-__all__ = ["available", "step_", "Batch", "MIN_GROUP"]
+__all__ = ["available", "step_", "Batch", "Plan", "MIN_GROUP"]
 
 #: Shorter groups (other than n = 1) go through the torch ops: per group the kernel pays a square
 #: root, a division and short loops, which for 3×3 or 5×5 kernels costs more than torch's vectorized
@@ -278,6 +278,7 @@ class Batch:
     def __init__(self, written: dict | None = None) -> None:
         self._calls: dict[tuple[float, float, torch.dtype], list[list]] = {}
         self._written = written
+        self.last: dict[tuple[float, float, torch.dtype], list[list]] = {}
 
     def add(self, params: list[Tensor], duals: list[Tensor], grads: list[Tensor], reg: Regularizer,
             *, lr: float, delta: float) -> list[int]:
@@ -299,9 +300,77 @@ class Batch:
         return rest
 
     def run(self) -> None:
+        """Step the collected tensors; :attr:`last` keeps what was stepped (for :class:`Plan`)."""
         if self._calls:
             lib = _library()
             for (lr, delta, _), (ps, vs, gs, ns) in self._calls.items():
                 if ps:
                     _run(lib, ps, vs, gs, ns, lr, delta, self._written)
-            self._calls.clear()
+        self.last, self._calls = self._calls, {}
+
+
+class Plan:
+    """LinBreg's last batched step, ready to run again: one kernel call over the same tensors with
+    the pointer arrays, sizes and thresholds already built, only the gradients' pointers new.
+
+    :meth:`replay` runs it when nothing it relies on has changed since (the same param groups,
+    learning rates, δ, regularizers and optimizer state; every parameter with a contiguous
+    gradient; θ and v untouched since the kernel wrote them, by their version counters and data
+    pointers), and returns False, doing nothing, otherwise; the optimizer then takes its full path.
+    """
+
+    def __init__(self, opt, ps: list[Tensor], vs: list[Tensor], groups: list[tuple[int, float]],
+                 lr: float, delta: float) -> None:
+        k = len(ps)
+        arr = ctypes.c_void_p * k
+        self.k, self.lr, self.delta, self._garr = k, lr, delta, arr
+        self.ps, self.vs, self.pvs = ps, vs, [*ps, *vs]
+        self.states = [opt.state[p] for p in ps]
+        self.state, self.groups = opt.state, [(g, g["params"], len(g["params"]), g["lr"], g["delta"], g["reg"])
+                                              for g in opt.param_groups]
+        self.pptr = [p.data_ptr() for p in ps]
+        numel = [p.numel() for p in ps]
+        self.total = sum(numel)
+        n, t = zip(*groups)
+        self.args = (arr(*self.pptr), arr(*[v.data_ptr() for v in vs]), (ctypes.c_int64 * k)(*numel),
+                     (ctypes.c_int64 * k)(*n), (ctypes.c_double * k)(*t), (ctypes.c_uint8 * k)(*[1] * k))
+        self.pver, self.vver = [p._version for p in ps], [v._version for v in vs]
+        lib = _library()
+        self.fn = lib.bregman_step_float if ps[0].dtype is torch.float32 else lib.bregman_step_double
+
+    @classmethod
+    def of(cls, opt, batch: Batch) -> Plan | None:
+        """The plan of the step ``batch`` just ran, or None where it cannot be replayed (more than
+        one kernel call, or tensors left to torch ops)."""
+        if len(batch.last) != 1:
+            return None
+        (lr, delta, _), (ps, vs, _, ns) = next(iter(batch.last.items()))
+        if len(ps) != sum(len(g["params"]) for g in opt.param_groups) or not all(
+                p.is_contiguous() and v.is_contiguous() for p, v in zip(ps, vs)):
+            return None
+        return cls(opt, ps, vs, ns, lr, delta)
+
+    def replay(self, opt) -> bool:
+        if opt.state is not self.state or len(opt.param_groups) != len(self.groups):
+            return False
+        for group, (g0, params, n, lr, delta, reg) in zip(opt.param_groups, self.groups):
+            if (group is not g0 or group["params"] is not params or len(params) != n or group["lr"] != lr
+                    or group["delta"] != delta or group["reg"] is not reg or group["momentum"] != 0
+                    or group.get("foreach") is False):
+                return False
+        gptr = []
+        try:
+            for p, v, st, pv, vv, pp in zip(self.ps, self.vs, self.states, self.pver, self.vver, self.pptr):
+                g = p.grad
+                if (g is None or p._version != pv or v._version != vv or st.get("v") is not v
+                        or p.data_ptr() != pp or not g.is_contiguous()):
+                    return False
+                gptr.append(g.data_ptr())
+        except RuntimeError:  # e.g. a sparse gradient: the full path says what is wrong
+            return False
+        p_arr, v_arr, numel, n, t, fresh = self.args
+        self.fn(self.k, p_arr, v_arr, self._garr(*gptr), numel, n, t, fresh, self.lr, self.delta, self.total)
+        torch.autograd.graph.increment_version(self.pvs)
+        self.pver = [x + 1 for x in self.pver]
+        self.vver = [x + 1 for x in self.vver]
+        return True
