@@ -31,7 +31,7 @@ def _softshrink_(out: Tensor, x: Tensor, thresh: float) -> Tensor:
     return torch._C._nn.softshrink(x, thresh, out=out)
 
 
-def _dense(x: Tensor) -> bool:
+def is_dense(x: Tensor) -> bool:
     """Whether ``x``'s entries fill one block of memory exactly once, in some order of its dims."""
     if x.is_contiguous():
         return True
@@ -106,7 +106,7 @@ class Null(Regularizer):
         return p.copy_(v) if delta == 1.0 else torch.mul(v, delta, out=p)
 
     def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
-        return (1, 0.0) if _dense(x) else None  # J = 0: groups of one entry with weight 0
+        return (1, 0.0) if is_dense(x) else None  # J = 0: groups of one entry with weight 0
 
 
 def _check_lam(lam: float) -> None:
@@ -146,7 +146,7 @@ class L1(Regularizer):
         return p if delta == 1.0 else p.mul_(delta)
 
     def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
-        return (1, self.lam) if _dense(x) else None  # |xᵢ| = ‖xᵢ‖₂: groups of one entry
+        return (1, self.lam) if is_dense(x) else None  # |xᵢ| = ‖xᵢ‖₂: groups of one entry
 
 
 #: How a tensor is cut into groups: name → (allowed ndims, the dims one group spans). Reducing

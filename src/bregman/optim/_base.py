@@ -13,7 +13,6 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from bregman.optim import _fused
 from bregman.regularizers import Null, Regularizer, from_dict
 
 #: Keys that torch or its schedulers put in param groups, allowed in addition to ``defaults``.
@@ -160,10 +159,3 @@ def group_by_device_and_dtype(tensorlists: list[list[Tensor]]) -> Iterable[list[
     grouped = Optimizer._group_tensors_by_device_and_dtype(tensorlists)
     for (_device, _dtype), (lists, _indices) in grouped.items():
         yield lists
-
-
-def fused_step_(params: list[Tensor], duals: list[Tensor], grads: list[Tensor] | None, reg: Regularizer,
-                lr: float, delta: float) -> list[int]:
-    """``v ← v − lr·g`` (if ``grads``) and ``p ← prox_{δJ}(δv)`` for all the tensors the CPU kernel
-    can do, in one call (:mod:`bregman.optim._fused`); returns the indices of the others, untouched."""
-    return _fused.step_(params, duals, grads, reg, lr=lr, delta=delta)

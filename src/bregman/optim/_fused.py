@@ -163,22 +163,31 @@ def _library() -> ctypes.CDLL | None:
                          _self_test)
 
 
-_PTRS: dict[int, type] = {}
+def _kernel(lib: ctypes.CDLL, dtype: torch.dtype):
+    return lib.bregman_step_float if dtype is torch.float32 else lib.bregman_step_double
+
+
+def _arrays(ps: Sequence[Tensor], vs: Sequence[Tensor], groups: Sequence[tuple[int, float]]) -> tuple:
+    """The kernel's per-tensor arguments: θ and v pointers, sizes, group lengths, thresholds; and
+    the total size (it decides whether the call runs on several threads)."""
+    k = len(ps)
+    ptrs = ctypes.c_void_p * k
+    numel = [p.numel() for p in ps]
+    n, t = zip(*groups)
+    return (ptrs(*[p.data_ptr() for p in ps]), ptrs(*[v.data_ptr() for v in vs]), (ctypes.c_int64 * k)(*numel),
+            (ctypes.c_int64 * k)(*n), (ctypes.c_double * k)(*t)), sum(numel)
+
+
 def _call(lib: ctypes.CDLL, ps: Sequence[Tensor], vs: Sequence[Tensor], gs: Sequence[Tensor] | None,
           groups: Sequence[tuple[int, float]], lr: float, delta: float, written: dict | None = None) -> None:
     k = len(ps)
-    arr = _PTRS.get(k) or _PTRS.setdefault(k, ctypes.c_void_p * k)
-    numel = [p.numel() for p in ps]
-    n, t = zip(*groups)
+    (p_arr, v_arr, numel, n, t), total = _arrays(ps, vs, groups)
     fresh = None
     if gs is not None and written:
         get = written.get
         fresh = (ctypes.c_uint8 * k)(*[get(id(p)) == (p._version, id(v), v._version) for p, v in zip(ps, vs)])
-    fn = lib.bregman_step_float if ps[0].dtype is torch.float32 else lib.bregman_step_double
-    fn(k, arr(*[p.data_ptr() for p in ps]), arr(*[v.data_ptr() for v in vs]),
-       None if gs is None else arr(*[g.data_ptr() for g in gs]), (ctypes.c_int64 * k)(*numel),
-       (ctypes.c_int64 * k)(*n), (ctypes.c_double * k)(*t), fresh, float(lr), float(delta),
-       sum(numel))
+    g_arr = None if gs is None else (ctypes.c_void_p * k)(*[g.data_ptr() for g in gs])
+    _kernel(lib, ps[0].dtype)(k, p_arr, v_arr, g_arr, numel, n, t, fresh, float(lr), float(delta), total)
 
 
 def _self_test(lib: ctypes.CDLL) -> bool:
@@ -206,12 +215,12 @@ def _fits(p: Tensor, v: Tensor, g: Tensor | None, reg: Regularizer, dtype: torch
     (Called per tensor and step: the common case, three contiguous CPU tensors, tested first.)"""
     if v.dtype is not dtype or p.dtype is not dtype or not v.is_cpu:
         return None
-    others = (p,) if g is None else (p, g)
     if v.is_contiguous() and p.is_contiguous() and (g is None or g.is_contiguous()):
         shape = v.shape
         if p.shape != shape or (g is not None and (g.dtype is not dtype or g.shape != shape)):
             return None
-    elif any(t.dtype is not dtype or t.shape != v.shape or t.stride() != v.stride() for t in others):
+    elif any(t.dtype is not dtype or t.shape != v.shape or t.stride() != v.stride()
+             for t in ((p,) if g is None else (p, g))):
         return None  # n = 1 walks all three in memory order: one layout for all
     if not (p.is_cpu and (g is None or g.is_cpu)):
         return None
@@ -316,27 +325,23 @@ class Plan:
     :meth:`replay` runs it when nothing it relies on has changed since (the same param groups,
     learning rates, δ, regularizers and optimizer state; every parameter with a contiguous
     gradient; θ and v untouched since the kernel wrote them, by their version counters and data
-    pointers), and returns False, doing nothing, otherwise; the optimizer then takes its full path.
+    pointers), and returns False, doing nothing, otherwise; the optimizer then takes its full path
+    (whose first step, after replays, rewrites all of θ: ``Batch``'s record is not kept up to date
+    by replays).
     """
 
     def __init__(self, opt, ps: list[Tensor], vs: list[Tensor], groups: list[tuple[int, float]],
                  lr: float, delta: float) -> None:
-        k = len(ps)
-        arr = ctypes.c_void_p * k
-        self.k, self.lr, self.delta, self._garr = k, lr, delta, arr
+        self.k, self.lr, self.delta, self._garr = len(ps), lr, delta, ctypes.c_void_p * len(ps)
         self.ps, self.vs, self.pvs = ps, vs, [*ps, *vs]
         self.states = [opt.state[p] for p in ps]
         self.state, self.groups = opt.state, [(g, g["params"], len(g["params"]), g["lr"], g["delta"], g["reg"])
                                               for g in opt.param_groups]
         self.pptr = [p.data_ptr() for p in ps]
-        numel = [p.numel() for p in ps]
-        self.total = sum(numel)
-        n, t = zip(*groups)
-        self.args = (arr(*self.pptr), arr(*[v.data_ptr() for v in vs]), (ctypes.c_int64 * k)(*numel),
-                     (ctypes.c_int64 * k)(*n), (ctypes.c_double * k)(*t), (ctypes.c_uint8 * k)(*[1] * k))
+        self.args, self.total = _arrays(ps, vs, groups)
+        self.fresh = (ctypes.c_uint8 * self.k)(*[1] * self.k)
         self.pver, self.vver = [p._version for p in ps], [v._version for v in vs]
-        lib = _library()
-        self.fn = lib.bregman_step_float if ps[0].dtype is torch.float32 else lib.bregman_step_double
+        self.fn = _kernel(_library(), ps[0].dtype)
 
     @classmethod
     def of(cls, opt, batch: Batch) -> Plan | None:
@@ -356,7 +361,7 @@ class Plan:
         for group, (g0, params, n, lr, delta, reg) in zip(opt.param_groups, self.groups):
             if (group is not g0 or group["params"] is not params or len(params) != n or group["lr"] != lr
                     or group["delta"] != delta or group["reg"] is not reg or group["momentum"] != 0
-                    or group.get("foreach") is False):
+                    or not opt._use_foreach(group)):
                 return False
         gptr = []
         try:
@@ -368,8 +373,8 @@ class Plan:
                 gptr.append(g.data_ptr())
         except RuntimeError:  # e.g. a sparse gradient: the full path says what is wrong
             return False
-        p_arr, v_arr, numel, n, t, fresh = self.args
-        self.fn(self.k, p_arr, v_arr, self._garr(*gptr), numel, n, t, fresh, self.lr, self.delta, self.total)
+        p_arr, v_arr, numel, n, t = self.args
+        self.fn(self.k, p_arr, v_arr, self._garr(*gptr), numel, n, t, self.fresh, self.lr, self.delta, self.total)
         torch.autograd.graph.increment_version(self.pvs)
         self.pver = [x + 1 for x in self.pver]
         self.vver = [x + 1 for x in self.vver]

@@ -8,10 +8,10 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor
 
-from bregman.optim._base import (RegularizedOptimizer, check_beta, check_delta, check_eps, check_lr, fused_step_,
+from bregman.optim import _fused
+from bregman.optim._base import (RegularizedOptimizer, check_beta, check_delta, check_eps, check_lr,
                                  group_by_device_and_dtype)
-from bregman.optim.linbreg import _dense
-from bregman.regularizers import Regularizer
+from bregman.regularizers import Regularizer, is_dense
 
 __all__ = ["AdaBreg", "adabreg"]
 
@@ -131,7 +131,7 @@ def _multi_tensor_adabreg(params, grads, duals, exp_avgs, exp_avg_sqs, steps, *,
             torch._foreach_add_(denom, [eps * c for c in cs])
             torch._foreach_addcdiv_(v_, m1_, denom, [-lr * c / (1 - beta1**k) for c, k in zip(cs, ks)])
             del denom
-        for i in fused_step_(p_, v_, None, reg, 0.0, delta):  # the prox: the CPU kernel where it applies
+        for i in _fused.step_(p_, v_, None, reg, lr=0.0, delta=delta):  # the prox: the CPU kernel where it applies
             reg.dual_prox_(p_[i], v_[i], delta)
 
 
@@ -159,6 +159,6 @@ def _fused_adam_ok(grads, duals, exp_avgs, exp_avg_sqs, lr) -> bool:
             or not _fused_adam_works(v0.device.type)):
         return False
     return all(
-        _dense(v) and g.stride() == v.stride() and m1.stride() == v.stride() and m2.stride() == v.stride()
+        is_dense(v) and g.stride() == v.stride() and m1.stride() == v.stride() and m2.stride() == v.stride()
         for g, v, m1, m2 in zip(grads, duals, exp_avgs, exp_avg_sqs)
     )

@@ -8,10 +8,10 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor
 
-from bregman.optim._base import (RegularizedOptimizer, check_beta, check_delta, check_lr, fused_step_,
-                                 group_by_device_and_dtype)
 from bregman.optim import _fused
-from bregman.regularizers import Regularizer
+from bregman.optim._base import (RegularizedOptimizer, check_beta, check_delta, check_lr,
+                                 group_by_device_and_dtype)
+from bregman.regularizers import Regularizer, is_dense
 
 __all__ = ["LinBreg", "linbreg"]
 
@@ -129,7 +129,7 @@ def _multi_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, re
     if momentum == 0:
         # v ← v − τg and the prox in one pass per tensor and one call, where the CPU kernel applies
         # (bregman.optim._fused); the others below: one foreach update, then the prox per tensor.
-        rest = fused_step_(params, duals, grads, reg, lr, delta)
+        rest = _fused.step_(params, duals, grads, reg, lr=lr, delta=delta)
         if len(rest) < len(params):
             params, grads, duals = ([xs[i] for i in rest] for xs in (params, grads, duals))
     lists = [params, grads, duals] + ([bufs] if momentum > 0 else [])
@@ -150,7 +150,7 @@ def _multi_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, re
             torch._foreach_add_(m_[0], g_, alpha=(1 - momentum) * lr)
             torch._foreach_sub_(v_, m_[0])
         # The prox: one pass per tensor (soft shrinkage / group scaling; the CPU kernel where it applies).
-        for i in fused_step_(p_, v_, None, reg, 0.0, delta):
+        for i in _fused.step_(p_, v_, None, reg, lr=0.0, delta=delta):
             reg.dual_prox_(p_[i], v_[i], delta)
 
 
@@ -194,11 +194,5 @@ def _fused_momentum_ok(grads: list[Tensor], duals: list[Tensor], bufs: list[Tens
     want = _round_to(coeff, v0.dtype)
     if want is None or _round_to(1.0 - (1.0 - coeff), v0.dtype) != want:
         return False
-    return all(_dense(v) and g.stride() == v.stride() and m.stride() == v.stride()
+    return all(is_dense(v) and g.stride() == v.stride() and m.stride() == v.stride()
                for g, v, m in zip(grads, duals, bufs))
-
-
-def _dense(t: Tensor) -> bool:
-    """Whether ``t`` covers its storage block exactly once (contiguous or channels-last)."""
-    return (t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
-            or (t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d)))
