@@ -143,6 +143,9 @@ class Config:
     foreach: bool = True  # optimizer fast path: foreach ops, fused torch kernels, one-pass CPU prox kernels
     progress: str = "auto"  # progress bar: auto (on a terminal) | on | off
     checkpoint_every: int = 1  # save a resumable checkpoint every N epochs; 0 = only at the end
+    # a step whose loss or gradient is not finite: stop the run there (the last checkpoint stays
+    # intact) | skip that step's update, as torch.amp.GradScaler does (counted in metrics.jsonl)
+    nonfinite: str = "stop"
 
     def __post_init__(self) -> None:
         types_ = _field_types()
@@ -185,6 +188,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "amp": ("none", "bf16"),
     "progress": ("auto", "on", "off"),
+    "nonfinite": ("stop", "skip"),
 }
 
 #: the task each dataset poses (the trainer picks loss and metrics from it)
@@ -525,10 +529,9 @@ def config_to_toml(cfg: Config) -> str:
 
 def save_config(cfg: Config, path: str | Path) -> Path:
     """Write ``cfg`` as TOML to ``path`` (parents created); ``load_config(path) == cfg``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(config_to_toml(cfg), encoding="utf-8")
-    return path
+    from bregman._atomic import write_text_atomic
+
+    return write_text_atomic(path, config_to_toml(cfg))  # atomic: never a torn config.toml
 
 
 # ------------------------------------------------------------------------------------------- sweeps
