@@ -27,21 +27,22 @@ __all__ = ["Regularizer", "Null", "L1", "GroupL12", "REGULARIZERS", "get", "from
 
 
 def _softshrink_(out: Tensor, x: Tensor, thresh: float) -> Tensor:
-    """``out ← sign(x)·max(|x| − thresh, 0)`` in one fused pass (``out`` may alias ``x``)."""
-    return torch._C._nn.softshrink(x, thresh, out=out)
+    r"""``out ← prox_{thresh‖·‖₁}(x)`` in one pass (``out`` may alias ``x``).
+
+    Real x: sign(x)·max(|x| − thresh, 0) (torch's softshrink). Complex x: the ℓ1 norm is Σ|xᵢ|
+    (moduli), whose prox shrinks each modulus, x·max(|x| − thresh, 0)/|x|: a group of one entry.
+    NaN stays NaN (and ±inf stays ±inf for real x).
+    """
+    if x.is_complex():
+        return torch.mul(x, _shrink_factor(x.abs(), thresh), out=out)
+    return torch.ops.aten.softshrink.out(x, thresh, out=out)
 
 
-def is_dense(x: Tensor) -> bool:
-    """Whether ``x``'s entries fill one block of memory exactly once, in some order of its dims."""
-    if x.is_contiguous():
-        return True
-    expected = 1
-    for size, stride in sorted(zip(x.shape, x.stride()), key=lambda d: d[1]):
-        if size != 1:
-            if stride != expected:
-                return False
-            expected *= size
-    return True
+def _shrink_factor(norm: Tensor, thresh: float) -> Tensor:
+    """max(‖x_g‖ − thresh, 0)/‖x_g‖ from the group norms (0 for zero groups; NaN stays NaN), in place
+    on ``norm`` (a temporary)."""
+    shrunk = (norm - thresh).clamp_min_(0.0)
+    return shrunk.div_(norm.clamp_min_(torch.finfo(norm.dtype).tiny))
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,6 @@ class Regularizer:
         r"""In-place ``p ← prox_{δJ}(δ v)``: the primal iterate θ from the dual variable v (eq. 2.9)."""
         return p.copy_(self.prox(v * delta, delta))
 
-    def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
-        r"""``(n, t)`` when J(x) = Σ_g t‖x_g‖₂ over runs x_g of ``n`` consecutive entries of ``x``'s
-        memory (n = 1: t‖x‖₁ in any dense layout), so that its prox threshold is ``t``; else None.
-        The optimizers' one-pass CPU kernel (:mod:`bregman.optim._fused`) uses it; other
-        regularizers take torch ops."""
-        return None
-
     # -- (de)serialisation: plain values only, so state dicts load with weights_only=True ----
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}
@@ -105,9 +99,6 @@ class Null(Regularizer):
     def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
         return p.copy_(v) if delta == 1.0 else torch.mul(v, delta, out=p)
 
-    def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
-        return (1, 0.0) if is_dense(x) else None  # J = 0: groups of one entry with weight 0
-
 
 def _check_lam(lam: float) -> None:
     if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not math.isfinite(lam) or lam < 0:
@@ -119,6 +110,7 @@ class L1(Regularizer):
     r"""J(θ) = λ‖θ‖₁ (eq. 1.1).
 
     prox_{tJ}(x) = sign(x)·max(|x| − tλ, 0) (soft shrinkage, eq. 1.3); ∂J(x) ∋ λ·sign(x).
+    For complex x, ‖x‖₁ = Σ|xᵢ| (moduli): prox_{tJ}(x) = x·max(1 − tλ/|x|, 0), ∂J(x) ∋ λx/|x|.
     With J 1-homogeneous, prox_{δJ}(δv) = δ·shrink(v; λ): θᵢ ≠ 0 ⇔ |vᵢ| > λ, and δ scales
     magnitudes but never the support.
     """
@@ -139,14 +131,11 @@ class L1(Regularizer):
         return _softshrink_(x, x, t * self.lam)
 
     def subgradient(self, x: Tensor) -> Tensor:
-        return self.lam * torch.sign(x)
+        return self.lam * torch.sgn(x)  # sign(x), and x/|x| for complex x
 
     def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
         _softshrink_(p, v, self.lam)
         return p if delta == 1.0 else p.mul_(delta)
-
-    def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
-        return (1, self.lam) if is_dense(x) else None  # |xᵢ| = ‖xᵢ‖₂: groups of one entry
 
 
 #: How a tensor is cut into groups: name → (allowed ndims, the dims one group spans). Reducing
@@ -199,9 +188,7 @@ class GroupL12(Regularizer):
     def _scale(self, x: Tensor, thresh: float) -> Tensor:
         """Per-group factor max(‖x_g‖ − thresh·√n_g, 0)/‖x_g‖ (0 for zero groups), broadcastable."""
         dims, sqrt_n = self._dims(x)
-        norm = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
-        shrunk = (norm - thresh * sqrt_n).clamp_min_(0.0)
-        return shrunk.div_(norm.clamp_min_(torch.finfo(norm.dtype).tiny))  # norm is a temporary
+        return _shrink_factor(torch.linalg.vector_norm(x, dim=dims, keepdim=True), thresh * sqrt_n)
 
     def value(self, x: Tensor) -> Tensor:
         dims, sqrt_n = self._dims(x)
@@ -223,12 +210,6 @@ class GroupL12(Regularizer):
         if delta != 1.0:
             scale.mul_(delta)
         return torch.mul(v, scale, out=p)
-
-    def contiguous_groups(self, x: Tensor) -> tuple[int, float] | None:
-        dims, sqrt_n = self._dims(x)
-        if not x.is_contiguous() or dims != tuple(range(x.ndim - len(dims), x.ndim)):
-            return None  # groups are not runs of memory (columns; channels-last kernels)
-        return (math.prod(x.shape[d] for d in dims), self.lam * sqrt_n)
 
 
 #: One registry of regularizer kinds: name → constructor ``f(lam) -> Regularizer``.

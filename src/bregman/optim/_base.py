@@ -1,13 +1,21 @@
-"""What the Bregman optimizers share: hyperparameter checks, param-group keys, lazy dual variables.
+"""What the Bregman optimizers share: hyperparameter checks, gradient collection, lazy dual variables.
 
 Each optimizer file follows torch.optim's four layers: the class (validates, packs ``defaults``),
 ``_init_group`` (creates state lazily, collects flat lists), a public functional that dispatches,
 and two implementations (``_single_tensor_*`` reference loop, ``_multi_tensor_*`` foreach path).
+
+A step is a function of what it reads at that call: the state, the param groups' current values
+(tensor values included), the parameters and their gradients. Nothing from an earlier call decides
+what a step computes; so a λ changed between steps, a tensor lr moved by a scheduler, a write
+through ``p.data`` or a tensor swapped into a group all give what the single-tensor reference gives.
+
+Hyperparameters are checked where they enter: the constructor, ``add_param_group``,
+``load_state_dict``, and (for values changed in ``param_groups`` by hand) at every ``step()``.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor
@@ -19,62 +27,93 @@ from bregman.regularizers import Null, Regularizer, from_dict
 _FOREIGN_KEYS = frozenset({"params", "name", "param_names", "initial_lr"})
 
 
+def _bad(what: str, value: Any, where: str, need: str) -> ValueError:
+    return ValueError(f"Invalid {what}: {value!r} in {where} ({need})")
+
+
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def check_lr(lr: Any) -> None:
+def check_lr(lr: Any, where: str = "lr") -> None:
+    """τ: a finite number ≥ 0, or a 1-element tensor holding one (its value is read on the CPU only:
+    elsewhere, and while compiling, reading it would be a device sync)."""
     if isinstance(lr, Tensor):
+        if lr.numel() != 1:
+            raise ValueError(f"Tensor lr must be 1-element, got shape {tuple(lr.shape)} in {where}")
+        if not lr.is_cpu or torch.compiler.is_compiling():
+            return
         lr = lr.item()
     if not _is_number(lr) or lr < 0:
-        raise ValueError(f"Invalid learning rate: {lr!r} (must be a finite number >= 0)")
+        raise _bad("learning rate", lr, where, "must be a finite number >= 0")
 
 
-def check_delta(delta: Any) -> None:
+def check_delta(delta: Any, where: str = "delta") -> None:
     if not _is_number(delta) or delta <= 0:
-        raise ValueError(f"Invalid delta: {delta!r} (the elastic-net parameter δ must be > 0)")
+        raise _bad("delta", delta, where, "the elastic-net parameter δ must be > 0")
 
 
-def check_beta(beta: Any, name: str) -> None:
+def check_beta(beta: Any, name: str, where: str) -> None:
     if not _is_number(beta) or not 0.0 <= beta < 1.0:
-        raise ValueError(f"Invalid {name}: {beta!r} (must be in [0, 1))")
+        raise _bad(name, beta, where, "must be in [0, 1)")
 
 
-def check_eps(eps: Any) -> None:
+def check_eps(eps: Any, where: str = "eps") -> None:
     if not _is_number(eps) or eps < 0:
-        raise ValueError(f"Invalid eps: {eps!r} (must be a finite number >= 0)")
+        raise _bad("eps", eps, where, "must be a finite number >= 0")
 
 
-def check_reg(reg: Any) -> Regularizer:
-    if reg is None:
-        return Null()
+def check_flag(value: Any, where: str) -> None:
+    if not isinstance(value, bool):
+        raise _bad("flag", value, where, "must be True or False")
+
+
+def check_foreach(value: Any, where: str) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise _bad("foreach", value, where, "must be None, True or False")
+
+
+def check_reg(reg: Any, where: str = "reg") -> None:
     if not isinstance(reg, Regularizer):
         raise TypeError(
-            f"Invalid reg: {reg!r}; pass a bregman.regularizers object such as L1(0.1), "
-            f"GroupL12(0.1, 'kernels') or Null() (None means Null())"
+            f"Invalid reg: {reg!r} in {where}; pass a bregman.regularizers object such as L1(0.1), "
+            f"GroupL12(0.1, 'kernels') or Null() (None means Null() when a group is added)"
         )
-    return reg
+
+
+#: Checks every optimizer runs on its groups: key → check(value, where).
+COMMON_CHECKS: dict[str, Callable[[Any, str], None]] = {
+    "lr": check_lr, "reg": check_reg, "maximize": check_flag, "foreach": check_foreach}
 
 
 class RegularizedOptimizer(Optimizer):
     """torch.optim.Optimizer with a regularizer per param group.
 
-    Subclasses set ``_checks`` (group key → validator) and implement ``step``. Unknown group
-    keys are an error that names them; ``state_dict`` stores each regularizer as a plain dict,
-    so it loads with ``torch.load(..., weights_only=True)``.
+    Subclasses set ``_checks`` (group key → ``check(value, where)``), implement ``_init_state``
+    (the state of a parameter seen for the first time) and ``step``. Unknown group keys are an
+    error that names them; ``state_dict`` stores each regularizer as a plain dict, so it loads
+    with ``torch.load(..., weights_only=True)``.
     """
 
-    _checks: dict[str, Callable[[Any], None]] = {}
+    _checks: dict[str, Callable[[Any, str], None]] = COMMON_CHECKS
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
-        defaults = dict(defaults, reg=check_reg(defaults.get("reg")))
-        self._validate(defaults, where="defaults")
+        defaults = dict(defaults)
+        if defaults.get("reg") is None:
+            defaults["reg"] = Null()
+        self._validate(defaults, lambda key: f"the argument {key}=")
         super().__init__(params, defaults)
 
-    def _validate(self, group: dict[str, Any], where: str) -> None:
+    def _validate(self, group: dict[str, Any], where: Callable[[str], str]) -> None:
         for key, check in self._checks.items():
             if key in group:
-                check(group[key])
+                check(group[key], where(key))
+
+    def _check_groups(self) -> None:
+        """Hyperparameters changed in ``param_groups`` since the last step, checked before any update
+        (a few comparisons per group)."""
+        for i, group in enumerate(self.param_groups):
+            self._validate(group, lambda key: f"param_groups[{i}][{key!r}]")
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         unknown = sorted(set(param_group) - set(self.defaults) - _FOREIGN_KEYS)
@@ -83,53 +122,52 @@ class RegularizedOptimizer(Optimizer):
                 f"{type(self).__name__}: unknown param-group key(s) {unknown}; "
                 f"valid keys are {sorted(set(self.defaults) | {'params', 'name'})}"
             )
-        if "reg" in param_group:
-            param_group["reg"] = check_reg(param_group["reg"])
-        self._validate(param_group, where="param group")
+        if "reg" in param_group and param_group["reg"] is None:
+            param_group["reg"] = Null()
+        n = len(self.param_groups)
+        self._validate(param_group, lambda key: f"param group {n} ({key!r})")
         super().add_param_group(param_group)
 
     # -- per-step helpers ------------------------------------------------------------------
-    def _grad_of(self, p: Tensor) -> Tensor:
-        if p.grad.is_sparse:
-            raise RuntimeError(
-                f"{type(self).__name__} does not support sparse gradients (parameter of shape "
-                f"{tuple(p.shape)}); use dense gradients, e.g. nn.Embedding(..., sparse=False)"
-            )
-        return p.grad
-
-    def _with_grads(self, group: dict[str, Any], params: list, grads: list):
-        """Yield ``(p, state, fresh)`` for each parameter with a gradient, appending it and its
-        gradient to ``params`` / ``grads``; ``fresh`` says its dual variable v was just created."""
-        for i, p in enumerate(group["params"]):
-            if p.grad is None:
-                continue
-            state = self.state[p]
-            fresh = "v" not in state
-            self._new_state(group, i, p)
-            grads.append(p.grad)
-            params.append(p)
-            yield p, state, fresh
-
-    def _new_state(self, group: dict[str, Any], i: int, p: Tensor) -> Tensor:
-        """``p``'s dual variable v, created on first use; an error for a sparse gradient."""
-        self._grad_of(p)
-        state = self.state[p]
-        if "v" not in state:
-            state["v"] = self._init_dual(p, group, self._param_name(group, i, p))
-        return state["v"]
-
-    def _init_dual(self, p: Tensor, group: dict[str, Any], name: str) -> Tensor:
-        """v₀ = θ₀/δ + p₀ with p₀ ∈ ∂J(θ₀), so that prox_{δJ}(δ v₀) = θ₀ (PAPER.md §1.6)."""
+    def _collect(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
+                 ) -> Iterator[dict[str, Any]]:
+        """The one way gradients are collected: for each parameter of ``group`` with a gradient,
+        append it and its gradient to ``params`` / ``grads`` and yield its state (created on
+        first sight by ``_init_state``). ``group['reg']`` is checked against every shape, every
+        step (cheap), so a regularizer changed between steps is checked too."""
         reg: Regularizer = group["reg"]
-        reg.check(p.shape, name)
-        return (p / group["delta"]).add_(reg.subgradient(p)).detach()
+        for i, p in enumerate(group["params"]):
+            g = p.grad
+            if g is None:
+                continue
+            if g.is_sparse:
+                raise RuntimeError(
+                    f"{type(self).__name__} does not support sparse gradients ({self._param_name(group, i, p)}); "
+                    f"use dense gradients, e.g. nn.Embedding(..., sparse=False)"
+                )
+            try:
+                reg.check(p.shape)
+            except ValueError:  # again, with the parameter's name in the message
+                reg.check(p.shape, self._param_name(group, i, p))
+            state = self.state[p]
+            if not state:
+                self._init_state(p, state, group)
+            params.append(p)
+            grads.append(g)
+            yield state
 
-    def _param_name(self, group: dict[str, Any], i: int, p: Tensor) -> str:
+    def _init_state(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """The dual variable v₀ = θ₀/δ + p₀ with p₀ ∈ ∂J(θ₀), so that prox_{δJ}(δ v₀) = θ₀ (PAPER.md §1.6)."""
+        state["v"] = (p / group["delta"]).add_(group["reg"].subgradient(p)).detach()
+
+    @staticmethod
+    def _param_name(group: dict[str, Any], i: int, p: Tensor) -> str:
         names = group.get("param_names")
         return f"parameter {names[i]!r}" if names else f"parameter of shape {tuple(p.shape)}"
 
-    def _use_foreach(self, group: dict[str, Any]) -> bool:
-        return True if group.get("foreach") is None else bool(group["foreach"])
+    @staticmethod
+    def _use_foreach(group: dict[str, Any]) -> bool:
+        return group["foreach"] is not False
 
     @staticmethod
     def _closure_loss(closure: Callable[[], Any] | None) -> Any:
@@ -148,14 +186,46 @@ class RegularizedOptimizer(Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         sd = dict(state_dict)
         sd["param_groups"] = [
-            dict(g, reg=from_dict(g["reg"]) if isinstance(g["reg"], dict) else g["reg"])
+            dict(g, reg=from_dict(g["reg"]) if isinstance(g.get("reg"), dict) else g.get("reg", Null()))
             for g in state_dict["param_groups"]
         ]
+        for i, g in enumerate(sd["param_groups"]):
+            self._validate(g, lambda key: f"the state dict's param_groups[{i}][{key!r}]")
         super().load_state_dict(sd)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:  # state dicts of earlier versions
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
 
-def group_by_device_and_dtype(tensorlists: list[list[Tensor]]) -> Iterable[list[list[Tensor]]]:
-    """Split parallel tensor lists so each foreach call sees one device and dtype."""
+
+def group_by_device_and_dtype(tensorlists: list[list]) -> Iterator[list[list]]:
+    """Split parallel tensor lists so each foreach call sees one device and dtype (torch.optim's own
+    grouping: under ``torch.compile`` it returns the lists whole)."""
     grouped = Optimizer._group_tensors_by_device_and_dtype(tensorlists)
-    for (_device, _dtype), (lists, _indices) in grouped.items():
+    for lists, _indices in grouped.values():
         yield lists
+
+
+def one_layout(*tensors: Tensor) -> bool:
+    """Whether all ``tensors`` are real float32/float64 CPU tensors, dense and in one memory layout
+    (contiguous or channels-last, the same strides): what torch's fused CPU kernels need, as they
+    walk every tensor linearly."""
+    t0 = tensors[0]
+    if t0.dtype not in (torch.float32, torch.float64) or not t0.is_cpu:
+        return False
+    if not (t0.is_contiguous() or (t0.dim() == 4 and t0.is_contiguous(memory_format=torch.channels_last))):
+        return False
+    stride, dtype = t0.stride(), t0.dtype
+    return all(t.stride() == stride and t.dtype is dtype for t in tensors[1:])
+
+
+def fused_ok(tensorlists: list[list[Tensor]]) -> bool:
+    """Whether torch's fused CPU kernel can take these parallel lists (see :func:`one_layout`)."""
+    return not torch.compiler.is_compiling() and all(one_layout(*ts) for ts in zip(*tensorlists))
+
+
+def to_float(x: float | Tensor) -> float:
+    """A hyperparameter as a Python number (a tensor lr is read here, once per group and step)."""
+    return x.item() if isinstance(x, Tensor) else x

@@ -1,26 +1,28 @@
 """AdaBreg: Bregman iterations with Adam's moments on the dual variable (PAPER.md §1.4)."""
 from __future__ import annotations
 
-import functools
-import math
 from typing import Any, Iterable
 
 import torch
 from torch import Tensor
 
-from bregman.optim import _fused
-from bregman.optim._base import (RegularizedOptimizer, check_beta, check_delta, check_eps, check_lr,
-                                 group_by_device_and_dtype)
-from bregman.regularizers import Regularizer, is_dense
+from bregman.optim._base import (COMMON_CHECKS, RegularizedOptimizer, check_beta, check_delta, check_eps,
+                                 fused_ok, group_by_device_and_dtype, to_float)
+from bregman.regularizers import Regularizer
 
 __all__ = ["AdaBreg", "adabreg"]
 
 
-def _check_betas(betas: Any) -> None:
+def _check_betas(betas: Any, where: str) -> None:
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"Invalid betas: {betas!r} (must be a pair (β1, β2))")
-    check_beta(betas[0], "beta1 (betas[0])")
-    check_beta(betas[1], "beta2 (betas[1])")
+        raise ValueError(f"Invalid betas: {betas!r} in {where} (must be a pair of floats (β1, β2))")
+    check_beta(betas[0], "beta1 (betas[0])", where)
+    check_beta(betas[1], "beta2 (betas[1])", where)
+
+
+def _step_dtype() -> torch.dtype:
+    """The dtype of the ``step`` counter, as torch.optim.Adam keeps it."""
+    return torch.float64 if torch.get_default_dtype() is torch.float64 else torch.float32
 
 
 class AdaBreg(RegularizedOptimizer):
@@ -32,133 +34,151 @@ class AdaBreg(RegularizedOptimizer):
             \beta_1, \beta_2 \text{ (betas)}, \varepsilon \text{ (eps)} \\
         &\textbf{init}: v_0 = \theta_0/\delta + p_0,\ p_0 \in \partial J(\theta_0),\ m_1 = m_2 = 0 \\
         &\textbf{for } k = 1, 2, \dots: \\
-        &\quad g = \nabla L(\theta; B),\quad m_1 \leftarrow \beta_1 m_1 + (1-\beta_1) g,
+        &\quad g = \nabla L(\theta; B) \ (-\nabla L \text{ with maximize}),\quad
+            m_1 \leftarrow \beta_1 m_1 + (1-\beta_1) g,
             \quad m_2 \leftarrow \beta_2 m_2 + (1-\beta_2) g^2 \\
         &\quad \hat m_1 = m_1/(1-\beta_1^k),\quad \hat m_2 = m_2/(1-\beta_2^k) \\
         &\quad v \leftarrow v - \tau\, \hat m_1 / (\sqrt{\hat m_2} + \varepsilon),
             \quad \theta = \operatorname{prox}_{\delta J}(\delta v)
         \end{aligned}
 
-    With J = 0 and δ = 1 this is exactly ``torch.optim.Adam``. (The authors' 2021 code dropped
-    the first-moment bias correction; this follows the paper and their fixed 2024 code.)
+    With J = 0 and δ = 1 this is exactly ``torch.optim.Adam``, whose conventions it follows: the
+    step count k is a float tensor in the state; complex parameters are updated as real views
+    (``view_as_real``: m₂ holds the squares of real and imaginary parts; J acts on the complex
+    tensor); ``lr`` may be a 1-element tensor; ``maximize``; ``torch.compile`` of a function that
+    calls ``step()`` traces it. (The authors' 2021 code dropped the first-moment bias correction;
+    this follows the paper and their fixed 2024 code.)
+
+    Non-finite numbers propagate, on every path alike: a NaN or ±inf gradient entry makes the
+    moments and v non-finite there, and θ is the prox of that v (ℓ1: that entry; a group
+    regularizer: the whole group is NaN). Nothing is skipped or zeroed.
 
     Args:
         params: parameters or param groups; each group may set ``lr``, ``reg``, ``delta``,
-            ``betas``, ``eps``.
-        lr: τ. reg: J (``None`` = Null). delta: δ > 0. betas: (β1, β2) ∈ [0, 1)². eps: ε ≥ 0.
+            ``betas``, ``eps``, ``maximize``, ``foreach``.
+        lr: τ ≥ 0 (a float, or a 1-element tensor). reg: J (``None`` = Null). delta: δ > 0.
+        betas: (β1, β2) ∈ [0, 1)². eps: ε ≥ 0. maximize: ascend L instead of descending it.
         foreach: use the multi-tensor path (default: yes); on CPU, for float32/float64 tensors of
-            one memory layout, that is torch's fused Adam kernel applied to v (the same update).
+            one memory layout, that is torch's fused Adam kernel (what ``Adam(fused=True)`` calls)
+            applied to v: the same update in one pass.
     """
 
-    _checks = {"lr": check_lr, "delta": check_delta, "betas": _check_betas, "eps": check_eps}
+    _checks = {**COMMON_CHECKS, "delta": check_delta, "betas": _check_betas, "eps": check_eps}
 
     def __init__(
         self,
         params: Iterable,
-        lr: float = 1e-3,
+        lr: float | Tensor = 1e-3,
         reg: Regularizer | None = None,
         delta: float = 1.0,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         *,
+        maximize: bool = False,
         foreach: bool | None = None,
     ) -> None:
         betas = tuple(betas) if isinstance(betas, list) else betas
-        super().__init__(params, dict(lr=lr, reg=reg, delta=delta, betas=betas, eps=eps, foreach=foreach))
+        super().__init__(params, dict(lr=lr, reg=reg, delta=delta, betas=betas, eps=eps, maximize=maximize,
+                                      foreach=foreach))
 
-    def _init_group(self, group, params, grads, duals, exp_avgs, exp_avg_sqs, steps) -> None:
-        for p, state, fresh in self._with_grads(group, params, grads):
-            if fresh:
-                state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] += 1
+    def _init_state(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        super()._init_state(p, state, group)
+        state["step"] = torch.tensor(0.0, dtype=_step_dtype())
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _init_group(self, group, params, grads, duals, exp_avgs, exp_avg_sqs, state_steps) -> None:
+        for state in self._collect(group, params, grads):
             duals.append(state["v"])
             exp_avgs.append(state["exp_avg"])
             exp_avg_sqs.append(state["exp_avg_sq"])
-            steps.append(state["step"])
+            state_steps.append(state["step"])
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for s in self.state.values():  # state dicts of earlier versions counted steps in an int
+            if "step" in s and not torch.is_tensor(s["step"]):
+                s["step"] = torch.tensor(float(s["step"]), dtype=_step_dtype())
 
     @torch.no_grad()
     def step(self, closure=None):
         """One AdaBreg step on every parameter that has a gradient; returns the closure's loss."""
+        self._check_groups()
         loss = self._closure_loss(closure)
         for group in self.param_groups:
-            lists: tuple[list, ...] = ([], [], [], [], [], [])
-            self._init_group(group, *lists)
-            if lists[0]:
-                adabreg(*lists, lr=group["lr"], delta=group["delta"], betas=group["betas"],
-                        eps=group["eps"], reg=group["reg"], foreach=self._use_foreach(group))
+            params, grads, duals, exp_avgs, exp_avg_sqs, state_steps = [], [], [], [], [], []
+            self._init_group(group, params, grads, duals, exp_avgs, exp_avg_sqs, state_steps)
+            if params:
+                adabreg(params, grads, duals, exp_avgs, exp_avg_sqs, state_steps, lr=group["lr"],
+                        delta=group["delta"], betas=group["betas"], eps=group["eps"], reg=group["reg"],
+                        maximize=group["maximize"], foreach=self._use_foreach(group))
         return loss
 
 
 def adabreg(params: list[Tensor], grads: list[Tensor], duals: list[Tensor], exp_avgs: list[Tensor],
-            exp_avg_sqs: list[Tensor], steps: list[int], *, lr: float, delta: float,
-            betas: tuple[float, float], eps: float, reg: Regularizer, foreach: bool) -> None:
-    """Functional AdaBreg: updates moments, ``duals`` (v) and ``params`` (θ) in place."""
-    impl = _multi_tensor_adabreg if foreach else _single_tensor_adabreg
-    impl(params, grads, duals, exp_avgs, exp_avg_sqs, steps, lr=lr, delta=delta, betas=betas, eps=eps, reg=reg)
+            exp_avg_sqs: list[Tensor], state_steps: list[Tensor], *, lr: float | Tensor, delta: float,
+            betas: tuple[float, float], eps: float, reg: Regularizer, maximize: bool = False,
+            foreach: bool = True) -> None:
+    """Functional AdaBreg: counts the steps, updates the moments, ``duals`` (v) and ``params`` (θ) in place.
+
+    Under ``torch.compile`` the single-tensor code is traced (the compiler fuses it itself).
+    """
+    impl = _multi_tensor_adabreg if foreach and not torch.compiler.is_compiling() else _single_tensor_adabreg
+    impl(params, grads, duals, exp_avgs, exp_avg_sqs, state_steps, lr=lr, delta=delta, betas=betas, eps=eps,
+         reg=reg, maximize=maximize)
 
 
-def _single_tensor_adabreg(params, grads, duals, exp_avgs, exp_avg_sqs, steps, *, lr, delta, betas, eps, reg):
+def _value(x: Tensor) -> float | Tensor:
+    """A step count as a Python number (kept a tensor while compiling: reading it would break the graph)."""
+    return x if torch.compiler.is_compiling() else x.item()
+
+
+def _single_tensor_adabreg(params, grads, duals, exp_avgs, exp_avg_sqs, state_steps, *, lr, delta, betas, eps,
+                           reg, maximize):
     beta1, beta2 = betas
-    for p, g, v, m1, m2, k in zip(params, grads, duals, exp_avgs, exp_avg_sqs, steps):
+    for p, g, v, m1, m2, step in zip(params, grads, duals, exp_avgs, exp_avg_sqs, state_steps):
+        g = -g if maximize else g
+        w = v
+        if torch.is_complex(v):
+            g, w, m1, m2 = (torch.view_as_real(x) for x in (g, v, m1, m2))
+        step += 1
+        k = _value(step)
         m1.lerp_(g, 1 - beta1)
         m2.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (m2.sqrt() / math.sqrt(1 - beta2**k)).add_(eps)
-        v.addcdiv_(m1, denom, value=-lr / (1 - beta1**k))
+        denom = (m2.sqrt() / (1 - beta2**k) ** 0.5).add_(eps)
+        w.addcdiv_(m1, denom, value=-lr / (1 - beta1**k))
         reg.dual_prox_(p, v, delta)
 
 
-def _multi_tensor_adabreg(params, grads, duals, exp_avgs, exp_avg_sqs, steps, *, lr, delta, betas, eps, reg):
+def _multi_tensor_adabreg(params, grads, duals, exp_avgs, exp_avg_sqs, state_steps, *, lr, delta, betas, eps,
+                          reg, maximize):
     beta1, beta2 = betas
-    steps_by_param = {id(p): k for p, k in zip(params, steps)}
-    for p_, g_, v_, m1_, m2_ in group_by_device_and_dtype([params, grads, duals, exp_avgs, exp_avg_sqs]):
-        ks = [steps_by_param[id(p)] for p in p_]
-        if _fused_adam_ok(g_, v_, m1_, m2_, lr):
-            # Moments and v in one pass: torch's fused Adam kernel on (v, g, m1, m2), the same
-            # update as below (Adam's, on v instead of θ).
-            k_ = [torch.tensor(float(k), dtype=torch.float64) for k in ks]  # exact step counts
-            torch._fused_adam_(v_, g_, m1_, m2_, [], k_, lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0,
-                               eps=eps, amsgrad=False, maximize=False)
+    lr = to_float(lr)
+    lists = [params, grads, duals, exp_avgs, exp_avg_sqs, state_steps]
+    for p_, g_, v_, m1_, m2_, k_ in group_by_device_and_dtype(lists):
+        w_ = v_
+        if torch.is_complex(v_[0]):  # one dtype per bucket
+            g_, w_, m1_, m2_ = ([torch.view_as_real(x) for x in xs] for xs in (g_, v_, m1_, m2_))
+        # (a CPU tensor 1, wrapped once: a Python 1 would be wrapped per tensor)
+        torch._foreach_add_(k_, torch.tensor(1.0), alpha=1.0)
+        if fused_ok([w_, g_, m1_, m2_]):
+            # Moments and v in one pass: torch's fused Adam kernel (what Adam(fused=True) calls) on
+            # (v, g, m1, m2), the same update as below (Adam's, on v instead of θ).
+            torch._fused_adam_(w_, g_, m1_, m2_, [], k_, lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0,
+                               eps=eps, amsgrad=False, maximize=maximize)
         else:
+            if maximize:
+                g_ = torch._foreach_neg(g_)
             torch._foreach_lerp_(m1_, g_, 1 - beta1)
             torch._foreach_mul_(m2_, beta2)
             torch._foreach_addcmul_(m2_, g_, g_, 1 - beta2)
             # v − τ/bc1 · m1/(√m2/c + ε) = v − (τc/bc1) · m1/(√m2 + εc) with c = √bc2: the bias
             # corrections folded into per-tensor scalars, one full-size pass fewer.
-            cs = [math.sqrt(1 - beta2**k) for k in ks]
+            ks = [k.item() for k in k_]
+            cs = [(1 - beta2**k) ** 0.5 for k in ks]
             denom = torch._foreach_sqrt(m2_)
             torch._foreach_add_(denom, [eps * c for c in cs])
-            torch._foreach_addcdiv_(v_, m1_, denom, [-lr * c / (1 - beta1**k) for c, k in zip(cs, ks)])
+            torch._foreach_addcdiv_(w_, m1_, denom, [-lr * c / (1 - beta1**k) for c, k in zip(cs, ks)])
             del denom
-        for i in _fused.step_(p_, v_, None, reg, lr=0.0, delta=delta):  # the prox: the CPU kernel where it applies
-            reg.dual_prox_(p_[i], v_[i], delta)
-
-
-@functools.lru_cache(maxsize=None)
-def _fused_adam_works(device_type: str) -> bool:
-    """Whether ``torch._fused_adam_`` exists for this device and computes what we rely on."""
-    if device_type != "cpu" or not hasattr(torch, "_fused_adam_"):
-        return False
-    f64 = dict(dtype=torch.float64)
-    v, g, m1, m2 = torch.zeros(3, **f64), torch.ones(3, **f64), torch.zeros(3, **f64), torch.zeros(3, **f64)
-    try:
-        # β1 = 1/2, β2 = 3/4, step 1: m1 = 1/2, m2 = 1/4, v = 0 − (1/(1/2))·(1/2)/(√(1/4)/√(1/4) + 0) = −1.
-        torch._fused_adam_([v], [g], [m1], [m2], [], [torch.tensor(1.0, **f64)], lr=1.0, beta1=0.5, beta2=0.75,
-                           weight_decay=0.0, eps=0.0, amsgrad=False, maximize=False)
-    except Exception:  # noqa: BLE001 - any failure means: use the foreach ops
-        return False
-    return (m1.tolist() == [0.5] * 3 and m2.tolist() == [0.25] * 3 and v.tolist() == [-1.0] * 3
-            and g.tolist() == [1.0] * 3)
-
-
-def _fused_adam_ok(grads, duals, exp_avgs, exp_avg_sqs, lr) -> bool:
-    """Fused kernel only for float32 / float64 CPU tensors with one dense memory layout (it walks them linearly)."""
-    v0 = duals[0]
-    if (isinstance(lr, Tensor) or v0.dtype not in (torch.float32, torch.float64)
-            or not _fused_adam_works(v0.device.type)):
-        return False
-    return all(
-        is_dense(v) and g.stride() == v.stride() and m1.stride() == v.stride() and m2.stride() == v.stride()
-        for g, v, m1, m2 in zip(grads, duals, exp_avgs, exp_avg_sqs)
-    )
+        for p, v in zip(p_, v_):
+            reg.dual_prox_(p, v, delta)

@@ -1,17 +1,15 @@
 """LinBreg: linearized Bregman iterations, with and without momentum (PAPER.md §1.2–1.3)."""
 from __future__ import annotations
 
-import functools
 import struct
 from typing import Any, Iterable
 
 import torch
 from torch import Tensor
 
-from bregman.optim import _fused
-from bregman.optim._base import (RegularizedOptimizer, check_beta, check_delta, check_lr,
-                                 group_by_device_and_dtype)
-from bregman.regularizers import Regularizer, is_dense
+from bregman.optim._base import (COMMON_CHECKS, RegularizedOptimizer, check_beta, check_delta, fused_ok,
+                                 group_by_device_and_dtype, to_float)
+from bregman.regularizers import Regularizer
 
 __all__ = ["LinBreg", "linbreg"]
 
@@ -26,7 +24,7 @@ class LinBreg(RegularizedOptimizer):
         &\textbf{init (first step)}: v_0 = \theta_0/\delta + p_0,\ p_0 \in \partial J(\theta_0),
             \quad m_0 = 0 \\
         &\textbf{for } k = 0, 1, \dots: \\
-        &\quad g_k = \nabla L(\theta_k; B_k) \\
+        &\quad g_k = \nabla L(\theta_k; B_k) \quad (-\nabla L \text{ with maximize}) \\
         &\quad \text{if } \beta > 0:\ m_{k+1} = \beta m_k + (1-\beta)\tau g_k,\ v_{k+1} = v_k - m_{k+1}
             \quad \text{else}\ v_{k+1} = v_k - \tau g_k \\
         &\quad \theta_{k+1} = \operatorname{prox}_{\delta J}(\delta v_{k+1})
@@ -37,13 +35,25 @@ class LinBreg(RegularizedOptimizer):
     enough (inverse scale space), so training starts sparse and stays sparse. With J = 0 this is
     SGD with learning rate δτ. Cost per step: SGD's plus one closed-form prox.
 
+    Every step reads the current param groups (``lr``, ``reg``, ``delta``, ``momentum`` may change
+    between steps, ``lr`` may be a 1-element tensor moved by a scheduler) and recomputes θ from v,
+    so writes to θ between steps (``p.data``, ``nn.init``) last until the next step, as in the
+    paper. Complex parameters: the update is complex arithmetic, J acts on the complex tensor.
+
+    Non-finite numbers propagate, on every path alike: a NaN or ±inf gradient entry makes that
+    entry of v non-finite for good, and θ is the prox of that v (ℓ1: the entry is NaN or ±inf;
+    a group regularizer: the whole group is NaN). Nothing is skipped or zeroed; stopping or
+    skipping such a step is the training loop's decision.
+
     Args:
         params: parameters or param groups; each group may set ``lr``, ``reg``, ``delta``,
-            ``momentum``.
-        lr: τ. reg: J (``None`` = :class:`~bregman.regularizers.Null`). delta: δ > 0.
-        momentum: β ∈ [0, 1) (Algorithm 2; note τ sits inside the buffer and momentum acts on v).
-        foreach: use the multi-tensor path (default: yes); with momentum on CPU it uses torch's fused
-            SGD kernel for the (m, v) update where that computes exactly the same coefficients.
+            ``momentum``, ``maximize``, ``foreach``.
+        lr: τ ≥ 0 (a float, or a 1-element tensor). reg: J (``None`` = :class:`~bregman.regularizers.Null`).
+        delta: δ > 0. momentum: β ∈ [0, 1) (Algorithm 2; τ sits inside the buffer and momentum acts on v).
+        maximize: ascend L instead of descending it.
+        foreach: use the multi-tensor path (default: yes). With momentum, on float32/float64 CPU
+            tensors of one layout, it runs torch's fused SGD kernel on (v, g, m) where that computes
+            bit for bit the same update (lr = 1, dampening = 1 − (1−β)τ exact in the dtype).
 
     Example:
         >>> from bregman import LinBreg
@@ -51,72 +61,60 @@ class LinBreg(RegularizedOptimizer):
         >>> opt = LinBreg(model.parameters(), lr=0.1, reg=L1(0.1))  # doctest: +SKIP
     """
 
-    _checks = {"lr": check_lr, "delta": check_delta, "momentum": lambda b: check_beta(b, "momentum")}
+    _checks = {**COMMON_CHECKS, "delta": check_delta,
+               "momentum": lambda b, where: check_beta(b, "momentum", where)}
 
     def __init__(
         self,
         params: Iterable,
-        lr: float,
+        lr: float | Tensor,
         reg: Regularizer | None = None,
         delta: float = 1.0,
         momentum: float = 0.0,
         *,
+        maximize: bool = False,
         foreach: bool | None = None,
     ) -> None:
-        super().__init__(params, dict(lr=lr, reg=reg, delta=delta, momentum=momentum, foreach=foreach))
+        super().__init__(params, dict(lr=lr, reg=reg, delta=delta, momentum=momentum, maximize=maximize,
+                                      foreach=foreach))
 
     def _init_group(self, group: dict[str, Any], params: list, grads: list, duals: list, bufs: list) -> None:
-        momentum, state_of = group["momentum"] > 0, self.state
-        for i, p in enumerate(group["params"]):
-            g = p.grad
-            if g is None:
-                continue
-            state = state_of[p]
-            v = state.get("v")
-            if v is None or g.is_sparse:
-                v = self._new_state(group, i, p)
+        momentum = group["momentum"] > 0
+        for state in self._collect(group, params, grads):
             if momentum and "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            params.append(p)
-            grads.append(g)
-            duals.append(v)
+                state["momentum_buffer"] = torch.zeros_like(state["v"], memory_format=torch.preserve_format)
+            duals.append(state["v"])
             bufs.append(state.get("momentum_buffer"))
 
     @torch.no_grad()
     def step(self, closure=None):
         """One LinBreg step on every parameter that has a gradient; returns the closure's loss."""
+        self._check_groups()
         loss = self._closure_loss(closure)
-        plan = self.__dict__.get("_plan")
-        if plan is not None and plan.replay(self):  # the same kernel call as last step, new gradients
-            return loss
-        # without momentum: one CPU kernel call for all groups' tensors
-        batch = _fused.Batch(self.__dict__.setdefault("_written", {}))
-        planned = True
         for group in self.param_groups:
             params, grads, duals, bufs = [], [], [], []
             self._init_group(group, params, grads, duals, bufs)
-            foreach = self._use_foreach(group)
-            if params and foreach and group["momentum"] == 0:
-                rest = batch.add(params, duals, grads, group["reg"], lr=group["lr"], delta=group["delta"])
-                params, grads, duals, bufs = ([xs[i] for i in rest] for xs in (params, grads, duals, bufs))
             if params:
-                planned = False
                 linbreg(params, grads, duals, bufs, lr=group["lr"], delta=group["delta"],
-                        momentum=group["momentum"], reg=group["reg"], foreach=foreach)
-        batch.run()
-        self._plan = _fused.Plan.of(self, batch) if planned else None
+                        momentum=group["momentum"], reg=group["reg"], maximize=group["maximize"],
+                        foreach=self._use_foreach(group))
         return loss
 
 
 def linbreg(params: list[Tensor], grads: list[Tensor], duals: list[Tensor], bufs: list[Tensor | None], *,
-            lr: float, delta: float, momentum: float, reg: Regularizer, foreach: bool) -> None:
-    """Functional LinBreg: updates ``duals`` (v) and ``params`` (θ) in place."""
-    impl = _multi_tensor_linbreg if foreach else _single_tensor_linbreg
-    impl(params, grads, duals, bufs, lr=lr, delta=delta, momentum=momentum, reg=reg)
+            lr: float | Tensor, delta: float, momentum: float, reg: Regularizer, maximize: bool = False,
+            foreach: bool = True) -> None:
+    """Functional LinBreg: updates ``duals`` (v), ``bufs`` (m, with momentum) and ``params`` (θ) in place.
+
+    Under ``torch.compile`` the single-tensor code is traced (the compiler fuses it itself).
+    """
+    impl = _multi_tensor_linbreg if foreach and not torch.compiler.is_compiling() else _single_tensor_linbreg
+    impl(params, grads, duals, bufs, lr=lr, delta=delta, momentum=momentum, reg=reg, maximize=maximize)
 
 
-def _single_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, reg) -> None:
+def _single_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, reg, maximize) -> None:
     for p, g, v, m in zip(params, grads, duals, bufs):
+        g = -g if maximize else g
         if momentum > 0:
             m.mul_(momentum).add_(g, alpha=(1 - momentum) * lr)
             v.sub_(m)
@@ -125,74 +123,36 @@ def _single_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, r
         reg.dual_prox_(p, v, delta)
 
 
-def _multi_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, reg) -> None:
-    if momentum == 0:
-        # v ← v − τg and the prox in one pass per tensor and one call, where the CPU kernel applies
-        # (bregman.optim._fused); the others below: one foreach update, then the prox per tensor.
-        rest = _fused.step_(params, duals, grads, reg, lr=lr, delta=delta)
-        if len(rest) < len(params):
-            params, grads, duals = ([xs[i] for i in rest] for xs in (params, grads, duals))
+def _multi_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, reg, maximize) -> None:
+    lr = to_float(lr)
+    sign = -1.0 if maximize else 1.0
     lists = [params, grads, duals] + ([bufs] if momentum > 0 else [])
-    for p_, g_, v_, *m_ in group_by_device_and_dtype(lists) if params else ():
+    for p_, g_, v_, *m_ in group_by_device_and_dtype(lists):
         if momentum == 0:
-            torch._foreach_add_(v_, g_, alpha=-lr)
-            for p, v in zip(p_, v_):
-                reg.dual_prox_(p, v, delta)
-            continue
-        if _fused_momentum_ok(g_, v_, m_[0], (1 - momentum) * lr):
-            # m ← βm + (1−β)τg and v ← v − m in one pass: torch's fused SGD kernel on (v, g, m) with
-            # lr = 1 and dampening = 1 − (1−β)τ (used only where that coefficient comes out exact).
+            torch._foreach_add_(v_, g_, alpha=-sign * lr)
+        elif _fused_sgd_exact((1 - momentum) * lr, v_[0].dtype) and fused_ok([v_, g_, m_[0]]):
+            # m ← βm + (1−β)τg and v ← v − m in one pass: torch's fused SGD kernel (what
+            # SGD(fused=True) calls) on (v, g, m) with lr = 1 and dampening = 1 − (1−β)τ.
             torch._fused_sgd_(v_, g_, m_[0], weight_decay=0.0, momentum=momentum, lr=1.0,
-                              dampening=1.0 - (1 - momentum) * lr, nesterov=False, maximize=False,
+                              dampening=1.0 - (1 - momentum) * lr, nesterov=False, maximize=maximize,
                               is_first_step=False)
         else:
             torch._foreach_mul_(m_[0], momentum)
-            torch._foreach_add_(m_[0], g_, alpha=(1 - momentum) * lr)
+            torch._foreach_add_(m_[0], g_, alpha=sign * (1 - momentum) * lr)
             torch._foreach_sub_(v_, m_[0])
-        # The prox: one pass per tensor (soft shrinkage / group scaling; the CPU kernel where it applies).
-        for i in _fused.step_(p_, v_, None, reg, lr=0.0, delta=delta):
-            reg.dual_prox_(p_[i], v_[i], delta)
+        for p, v in zip(p_, v_):
+            reg.dual_prox_(p, v, delta)
 
 
-def _round_to(x: float, dtype: torch.dtype) -> float | None:
-    """``x`` rounded to ``dtype`` as a Python float (None if not representable)."""
-    if dtype == torch.float64:
-        return x
-    try:
-        return struct.unpack("f", struct.pack("f", x))[0]
-    except (OverflowError, struct.error):
-        return None
-
-
-@functools.lru_cache(maxsize=None)
-def _fused_sgd_works(device_type: str) -> bool:
-    """Whether ``torch._fused_sgd_`` exists for this device and computes what we rely on."""
-    if device_type != "cpu" or not hasattr(torch, "_fused_sgd_"):
-        return False
-    try:
-        f64 = dict(dtype=torch.float64)
-        v, g, m = torch.zeros(3, **f64), torch.ones(3, **f64), torch.ones(3, **f64)
-        # β = 1/2, coefficient 1 − 3/4 = 1/4: m = 1/2 + 1/4 = 3/4, v = 0 − 3/4.
-        torch._fused_sgd_([v], [g], [m], weight_decay=0.0, momentum=0.5, lr=1.0, dampening=0.75,
-                          nesterov=False, maximize=False, is_first_step=False)
-    except Exception:  # noqa: BLE001 - any failure means: use the foreach ops
-        return False
-    return m.tolist() == [0.75] * 3 and v.tolist() == [-0.75] * 3 and g.tolist() == [1.0] * 3
-
-
-def _fused_momentum_ok(grads: list[Tensor], duals: list[Tensor], bufs: list[Tensor], coeff: float) -> bool:
-    """Whether the fused kernel computes exactly the foreach update for these tensors.
-
-    The kernel takes the gradient's coefficient as ``1 − dampening`` and casts it to the dtype; we
-    use it only if that equals ``coeff`` in the dtype (else the foreach path runs), on float32 /
-    float64 CPU tensors with one dense memory layout (it walks all of them linearly).
-    """
-    v0 = duals[0]
-    if (not isinstance(coeff, float) or v0.dtype not in (torch.float32, torch.float64)
-            or not _fused_sgd_works(v0.device.type)):
-        return False
-    want = _round_to(coeff, v0.dtype)
-    if want is None or _round_to(1.0 - (1.0 - coeff), v0.dtype) != want:
-        return False
-    return all(is_dense(v) and g.stride() == v.stride() and m.stride() == v.stride()
-               for g, v, m in zip(grads, duals, bufs))
+def _fused_sgd_exact(coeff: float, dtype: torch.dtype) -> bool:
+    """Whether the fused kernel's gradient coefficient, 1 − dampening = 1 − (1 − coeff), equals
+    ``coeff`` in ``dtype`` (so its update is the foreach update bit for bit)."""
+    if dtype is torch.float64:
+        return 1.0 - (1.0 - coeff) == coeff
+    if dtype is torch.float32:
+        f32 = struct.Struct("f")
+        try:
+            return f32.unpack(f32.pack(1.0 - (1.0 - coeff)))[0] == f32.unpack(f32.pack(coeff))[0]
+        except (OverflowError, struct.error):  # beyond float32's range
+            return False
+    return False
