@@ -1,6 +1,7 @@
 """Each prox solves its minimization problem (property tests), values and registry round trips."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -11,7 +12,14 @@ from hypothesis import strategies as st
 from bregman import regularizers
 from bregman.regularizers import L1, REGULARIZERS, GroupL12, Null
 
-SHAPES = {"l1": (5, 4), "none": (5, 4), "rows": (5, 4), "columns": (5, 4), "kernels": (3, 2, 3, 3), "filters": (3, 2, 3, 3)}
+SHAPES = {"l1": (5, 4), "none": (5, 4), "rows": (5, 4), "columns": (5, 4), "kernels": (3, 2, 3, 3), "filters": (3, 2, 3, 3),
+          "heads": (6, 4), "head_inputs": (5, 6)}
+
+
+def _get(name, lam):
+    """The registry's regularizer; the head groupings with head_dim 2 (param_groups sets it per module)."""
+    reg = regularizers.get(name, lam)
+    return dataclasses.replace(reg, head_dim=2) if name in regularizers.HEAD_BLOCKS else reg
 
 
 def _objective(reg, x, y, t):
@@ -23,7 +31,7 @@ def _objective(reg, x, y, t):
        seed=st.integers(0, 2**31 - 1), scale=st.floats(0.01, 5.0))
 def test_prox_minimizes_its_objective(name, lam, t, seed, scale):
     """y = prox_{tJ}(x) satisfies (x − y)/t ∈ ∂J(y) and beats random perturbations."""
-    reg = regularizers.get(name, lam)
+    reg = _get(name, lam)
     g = torch.Generator().manual_seed(seed)
     x = scale * torch.randn(SHAPES[name], generator=g, dtype=torch.float64)
     y = reg.prox(x, t)
@@ -39,12 +47,12 @@ def test_prox_minimizes_its_objective(name, lam, t, seed, scale):
         torch.testing.assert_close(p[nz], lam * y[nz].sign(), rtol=0, atol=1e-9)
     elif isinstance(reg, GroupL12):
         dims, sqrt_n = reg._dims(y)
-        assert (torch.linalg.vector_norm(p, dim=dims) <= lam * sqrt_n + 1e-9).all()
+        assert (torch.linalg.vector_norm(reg._view(p), dim=dims) <= lam * sqrt_n + 1e-9).all()
 
 
 @pytest.mark.parametrize("name", sorted(REGULARIZERS))
 def test_in_place_prox_matches_prox(name):
-    reg = regularizers.get(name, 0.3)
+    reg = _get(name, 0.3)
     x = torch.randn(SHAPES[name], dtype=torch.float64)
     expected = reg.prox(x, 0.7)
     torch.testing.assert_close(reg.prox_(x.clone(), 0.7), expected, rtol=0, atol=1e-15)
@@ -66,7 +74,7 @@ def test_value_carries_gradient():
 
 @pytest.mark.parametrize("name", sorted(REGULARIZERS))
 def test_to_dict_round_trip(name):
-    reg = regularizers.get(name, 0.25)
+    reg = _get(name, 0.25)
     assert regularizers.from_dict(reg.to_dict()) == reg
 
 
@@ -76,3 +84,38 @@ def test_channels_last_weights_are_updated_in_place():
     p = torch.empty_like(v)
     reg.dual_prox_(p, v, 1.0)
     torch.testing.assert_close(p, reg.prox(v.contiguous(), 1.0))
+
+
+def test_head_groups_are_blocks_of_rows_or_columns():
+    """in_proj_weight (3E × E, H heads): 3H groups of head_dim rows; out_proj: H groups of columns."""
+    e, h = 8, 4
+    w = torch.randn(3 * e, e, dtype=torch.float64)
+    heads = GroupL12(1.0, "heads", head_dim=e // h)
+    norms = torch.linalg.vector_norm(w.reshape(3 * h, -1), dim=1)
+    assert heads.value(w).item() == pytest.approx(math.sqrt(2 * e) * norms.sum().item())
+    y = heads.prox(w, 0.3)
+    for g in range(3 * h):  # each block shrunk as one vector
+        block = w[2 * g: 2 * g + 2]
+        factor = max(1 - 0.3 * math.sqrt(2 * e) / block.norm().item(), 0.0)
+        torch.testing.assert_close(y[2 * g: 2 * g + 2], block * factor)
+    p = heads.subgradient(w)  # λ√n_g θ_g/‖θ_g‖ per block: the identity prox_{δJ}(δ(θ/δ + p)) = θ
+    torch.testing.assert_close(heads.prox(w + p, 1.0), w)
+    cols = GroupL12(1.0, "head_inputs", head_dim=2)
+    torch.testing.assert_close(cols.prox(w.t(), 0.3), y.t())  # columns of Wᵀ = rows of W
+    with pytest.raises(ValueError, match="head_dim"):
+        GroupL12(1.0, "heads").prox(w, 0.1)  # no head_dim: no groups
+    with pytest.raises(ValueError, match="blocks of head_dim"):
+        GroupL12(1.0, "heads", head_dim=5).check(w.shape, "attn.in_proj_weight")
+    with pytest.raises(ValueError, match="Invalid head_dim"):
+        GroupL12(1.0, "rows", head_dim=2)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5), (4, 3, 5, 5), (4, 3, 2, 3, 3)], ids=["1d", "2d", "3d"])
+def test_kernels_and_filters_of_every_conv_dimension(shape):
+    w = torch.randn(shape, dtype=torch.float64)
+    kernels = GroupL12(0.5, "kernels").prox(w, 1.0)
+    n = math.prod(shape[2:])
+    norms = w.flatten(2).norm(dim=2, keepdim=True)
+    factor = (1 - 0.5 * math.sqrt(n) / norms).clamp_min(0)
+    torch.testing.assert_close(kernels, (w.flatten(2) * factor).reshape(shape))
+    assert GroupL12(0.5, "filters").prox(w, 1.0).shape == shape

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-__all__ = ["Regularizer", "Null", "L1", "GroupL12", "REGULARIZERS", "get", "from_dict", "GROUPINGS"]
+__all__ = ["Regularizer", "Null", "L1", "GroupL12", "REGULARIZERS", "get", "from_dict", "GROUPINGS", "HEAD_BLOCKS"]
 
 
 def _softshrink_(out: Tensor, x: Tensor, thresh: float) -> Tensor:
@@ -140,12 +140,19 @@ class L1(Regularizer):
 
 #: How a tensor is cut into groups: name → (allowed ndims, the dims one group spans). Reducing
 #: over dims (rather than reshaping) keeps every op a view, so channels_last weights work in place.
+#: The head groupings act on a view that cuts one dim into blocks of ``head_dim`` (see
+#: :data:`HEAD_BLOCKS`); their dims refer to that 3-D view.
 GROUPINGS: dict[str, tuple[tuple[int, ...], Any]] = {
     "rows": ((2,), lambda nd: (1,)),  # each row of a Linear weight: the incoming weights of a neuron
     "columns": ((2,), lambda nd: (0,)),  # each column: the outgoing weights of one input
-    "kernels": ((4,), lambda nd: (2, 3)),  # each k×k kernel K_{i,j} of a Conv2d weight
-    "filters": ((3, 4, 5), lambda nd: tuple(range(1, nd))),  # each output channel of a conv
+    "kernels": ((3, 4, 5), lambda nd: tuple(range(2, nd))),  # each kernel K_{i,j} of a Conv1d/2d/3d weight
+    "filters": ((3, 4, 5), lambda nd: tuple(range(1, nd))),  # each slice w[i] of a conv weight
+    "heads": ((2,), lambda nd: (1, 2)),  # each block of head_dim rows: one head's Q, K or V projection
+    "head_inputs": ((2,), lambda nd: (0, 2)),  # each block of head_dim columns: one head's input to out_proj
 }
+
+#: grouping → the dim of a 2-D weight that is cut into blocks of ``head_dim``
+HEAD_BLOCKS: dict[str, int] = {"heads": 0, "head_inputs": 1}
 
 
 @dataclass(frozen=True)
@@ -153,8 +160,14 @@ class GroupL12(Regularizer):
     r"""Group ℓ1,2: J(θ) = λ Σ_g √n_g ‖θ_g‖₂ (eqs. 1.2, 1.14; weights after Scardapane et al. 2017).
 
     ``groups`` picks the groups g: ``"rows"`` (2-D, n_g = fan-in: few active neurons),
-    ``"columns"`` (2-D), ``"kernels"`` (4-D conv, n_g = k·k: few active kernels),
-    ``"filters"`` (conv, one group per output channel).
+    ``"columns"`` (2-D), ``"kernels"`` (3-, 4- or 5-D conv, n_g = kernel size: few active
+    kernels), ``"filters"`` (conv, one group per slice ``w[i]``: an output channel, or an input
+    channel of a transposed conv), ``"heads"`` (2-D, one group per block of ``head_dim``
+    consecutive rows: a head's rows of a Q/K/V projection, so an ``in_proj_weight`` of
+    3E × E with H heads has 3H groups) and ``"head_inputs"`` (2-D, one group per block of
+    ``head_dim`` consecutive columns: the weights of ``out_proj`` that read one head).
+    ``head_dim`` is needed by the head groupings only; :func:`bregman.params.param_groups` sets
+    it from the ``nn.MultiheadAttention`` module.
 
     prox_{tJ}(x)_g = x_g · max(1 − tλ√n_g / ‖x_g‖₂, 0) (zero groups stay zero);
     ∂J(x)_g ∋ λ√n_g · x_g/‖x_g‖₂ (0 for a zero group). Support rule: θ_g ≠ 0 ⇔ ‖v_g‖₂ > λ√n_g.
@@ -162,12 +175,17 @@ class GroupL12(Regularizer):
 
     lam: float
     groups: str = "rows"
+    head_dim: int | None = None
     kind: ClassVar[str] = "group_l12"
 
     def __post_init__(self) -> None:
         _check_lam(self.lam)
         if self.groups not in GROUPINGS:
             raise ValueError(f"Invalid groups: {self.groups!r}; choose one of {sorted(GROUPINGS)}")
+        if self.head_dim is not None and (self.groups not in HEAD_BLOCKS or not isinstance(self.head_dim, int)
+                                          or isinstance(self.head_dim, bool) or self.head_dim < 1):
+            raise ValueError(f"Invalid head_dim: {self.head_dim!r} (an int >= 1, only for groups "
+                             f"{sorted(HEAD_BLOCKS)})")
 
     def check(self, shape: torch.Size, name: str = "parameter") -> None:
         ndims, _ = GROUPINGS[self.groups]
@@ -176,40 +194,57 @@ class GroupL12(Regularizer):
             raise ValueError(
                 f"GroupL12(groups={self.groups!r}) needs a {want} tensor, but {name} has shape "
                 f"{tuple(shape)}; put this parameter in a param group with a regularizer that fits "
-                f"it (e.g. L1, or GroupL12 with groups='rows' for Linear / 'kernels' for Conv2d weights)"
+                f"it (e.g. L1, or GroupL12 with groups='rows' for Linear / 'kernels' for Conv weights)"
             )
+        if self.groups in HEAD_BLOCKS:
+            dim = HEAD_BLOCKS[self.groups]
+            if self.head_dim is None or shape[dim] % self.head_dim:
+                raise ValueError(
+                    f"GroupL12(groups={self.groups!r}, head_dim={self.head_dim!r}) cuts dim {dim} of {name} "
+                    f"(shape {tuple(shape)}) into blocks of head_dim entries; give the head_dim that divides "
+                    f"it (bregman.params.param_groups sets it from the nn.MultiheadAttention module)")
+
+    def _view(self, x: Tensor) -> Tensor:
+        """``x`` itself, or for the head groupings a 3-D view whose middle or last dim is one head's block."""
+        self.check(x.shape)
+        dim = HEAD_BLOCKS.get(self.groups)
+        return x if dim is None else x.unflatten(dim, (-1, self.head_dim))
 
     def _dims(self, x: Tensor) -> tuple[tuple[int, ...], float]:
-        """The reduced dims of one group and √n_g."""
-        self.check(x.shape)
-        dims = GROUPINGS[self.groups][1](x.ndim)
-        return dims, math.sqrt(math.prod(x.shape[d] for d in dims))
+        """The reduced dims of one group (of ``x``'s :meth:`_view`, where that is not ``x``) and √n_g."""
+        xv = self._view(x)
+        dims = GROUPINGS[self.groups][1](xv.ndim)
+        return dims, math.sqrt(math.prod(xv.shape[d] for d in dims))
 
     def _scale(self, x: Tensor, thresh: float) -> Tensor:
-        """Per-group factor max(‖x_g‖ − thresh·√n_g, 0)/‖x_g‖ (0 for zero groups), broadcastable."""
+        """Per-group factor max(‖x_g‖ − thresh·√n_g, 0)/‖x_g‖ (0 for zero groups), broadcastable
+        to ``x``'s :meth:`_view`."""
         dims, sqrt_n = self._dims(x)
-        return _shrink_factor(torch.linalg.vector_norm(x, dim=dims, keepdim=True), thresh * sqrt_n)
+        return _shrink_factor(torch.linalg.vector_norm(self._view(x), dim=dims, keepdim=True), thresh * sqrt_n)
 
     def value(self, x: Tensor) -> Tensor:
         dims, sqrt_n = self._dims(x)
-        return self.lam * sqrt_n * torch.linalg.vector_norm(x, dim=dims).sum()
+        return self.lam * sqrt_n * torch.linalg.vector_norm(self._view(x), dim=dims).sum()
 
     def prox(self, x: Tensor, t: float) -> Tensor:
-        return x * self._scale(x, t * self.lam)
+        return (self._view(x) * self._scale(x, t * self.lam)).reshape(x.shape)
 
     def prox_(self, x: Tensor, t: float) -> Tensor:
-        return x.mul_(self._scale(x, t * self.lam))
+        self._view(x).mul_(self._scale(x, t * self.lam))  # the view writes x
+        return x
 
     def subgradient(self, x: Tensor) -> Tensor:
         dims, sqrt_n = self._dims(x)
-        norm = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
-        return x * ((self.lam * sqrt_n) / norm.clamp_min(torch.finfo(norm.dtype).tiny))
+        xv = self._view(x)
+        norm = torch.linalg.vector_norm(xv, dim=dims, keepdim=True)
+        return (xv * ((self.lam * sqrt_n) / norm.clamp_min(torch.finfo(norm.dtype).tiny))).reshape(x.shape)
 
     def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
         scale = self._scale(v, self.lam)
         if delta != 1.0:
             scale.mul_(delta)
-        return torch.mul(v, scale, out=p)
+        torch.mul(self._view(v), scale, out=self._view(p))
+        return p
 
 
 #: One registry of regularizer kinds: name → constructor ``f(lam) -> Regularizer``.
