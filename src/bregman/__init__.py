@@ -6,8 +6,9 @@ depends on torch only; the experiment code (``data``, ``models``, ``train``, ``r
 is imported on demand.
 """
 from bregman import regularizers
+from bregman.control import DensityController
 from bregman.optim import AdaBreg, LinBreg, ProxSGD, create_optimizer
 from bregman.params import param_groups
 
-__all__ = ["LinBreg", "AdaBreg", "ProxSGD", "create_optimizer", "param_groups", "regularizers"]
+__all__ = ["LinBreg", "AdaBreg", "ProxSGD", "create_optimizer", "param_groups", "regularizers", "DensityController"]
 __version__ = "0.1.0"

@@ -124,6 +124,21 @@ class Config:
     threshold_target: float | None = None
     threshold_structured: bool = False  # threshold whole conv kernels (by ℓ2 norm) instead of single weights
 
+    # --- target density (bregman.control): λ moved so that the density follows a target
+    # fraction of non-zero weights in (0, 1], e.g. 0.05; None = off (λ stays as configured, the
+    # paper's setting). LinBreg / AdaBreg only; lam / lam_conv become the starting λ and their ratio
+    target_density: float | None = None
+    target_measure: str = "N_total"  # N_total | N_linear | N_conv (non-zero conv kernels)
+    # exact: λ = the quantile of the dual scores that leaves exactly the target active each step;
+    # adaptive: λ follows the density gap (Aloradi et al. 2026), weights never jump
+    target_mode: str = "exact"
+    # ramp: cubic (Zhu & Gupta 2017) from the start density to the target, reached from below as
+    # the Bregman path grows; fixed: the target from the first step
+    target_schedule: str = "ramp"
+    target_ramp_epochs: int | None = None  # epochs the ramp takes; None → half of `epochs`, fixed at the start
+    target_every: str = "batch"  # step the controller after every batch | once per epoch
+    target_gain: float = 10.0  # adaptive: change of log λ per epoch at a 100 % density gap (κ × steps/epoch)
+
     # --- execution: how, not what, is computed
     device: str = "auto"  # auto | cpu | cuda | cuda:<index>
     threads: int | None = None  # torch.set_num_threads; None = leave torch's default
@@ -189,6 +204,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "amp": ("none", "bf16"),
     "progress": ("auto", "on", "off"),
     "nonfinite": ("stop", "skip"),
+    "target_measure": ("N_total", "N_linear", "N_conv"),
+    "target_mode": ("exact", "adaptive"),
+    "target_schedule": ("ramp", "fixed"),
+    "target_every": ("batch", "epoch"),
 }
 
 #: the task each dataset poses (the trainer picks loss and metrics from it)
@@ -209,6 +228,7 @@ MODEL_DATASETS: dict[str, tuple[str, ...]] = {
 
 _MOMENTUM_OPTIMIZERS = ("sgd", "linbreg")  # the others ignore `momentum` (adam/adabreg use betas)
 _PENALTY_OPTIMIZERS = ("sgd", "adam")  # the others apply J through a prox already
+_TARGET_OPTIMIZERS = ("linbreg", "adabreg")  # a dual variable v whose prox is θ (bregman.control)
 _NONE_WORDS = ("none", "null")
 _TRUE_WORDS = ("true", "1", "yes", "on")
 _FALSE_WORDS = ("false", "0", "no", "off")
@@ -256,6 +276,9 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "prune_target": _in(0.0, 1.0, "()"),
     "prune_steps": _ge(1),
     "threshold_target": _in(0.0, 1.0, "(]"),
+    "target_density": _in(0.0, 1.0, "(]"),
+    "target_ramp_epochs": _ge(1),
+    "target_gain": _gt(0.0),
     "threads": _ge(1),
     "checkpoint_every": _ge(0),
 }
@@ -374,6 +397,13 @@ def _check_values(cfg: Config) -> None:
             f"penalty='loss' needs optimizer sgd or adam, got {cfg.optimizer!r}, "
             "which already applies J through its prox"
         )
+    if cfg.target_density is not None and cfg.optimizer not in _TARGET_OPTIMIZERS:
+        raise ConfigError(
+            f"target_density needs optimizer linbreg or adabreg, got {cfg.optimizer!r} (the target moves λ "
+            "through the Bregman dual variable); set optimizer=linbreg or target_density=none"
+        )
+    if cfg.target_density is not None and cfg.prune_target is not None:
+        raise ConfigError("target_density and prune_target both set the density; choose one (the other = none)")
     if cfg.init_density == 0.0 and cfg.weight_scale is None:
         raise ConfigError("init_density=0 needs an explicit weight_scale (1/√r is infinite)")
 

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from bregman import init, metrics, regularizers
+from bregman.control import DensityController
 from bregman.optim import OPTIMIZERS, create_optimizer
 from bregman.params import param_groups
 from bregman.train import distributed as dist_util
@@ -92,6 +93,36 @@ def build_optimizer(cfg: Config, groups: list[dict[str, Any]]) -> torch.optim.Op
     hp = dict(lr=cfg.lr, momentum=cfg.momentum, betas=tuple(cfg.betas), eps=cfg.eps, delta=cfg.delta,
               foreach=cfg.foreach)
     return create_optimizer(cfg.optimizer, groups, **hp)
+
+
+#: target_measure → (the param groups it counts, its unit): N_conv counts non-zero kernels
+_TARGET_SCOPES = {"N_total": (("linear", "conv"), "entries"), "N_linear": (("linear",), "entries"),
+                  "N_conv": (("conv",), "kernels")}
+
+
+def build_controller(cfg: Config, opt: torch.optim.Optimizer, batches: int) -> DensityController | None:
+    """The target-density controller of ``cfg`` (None without ``target_density``). Stepped after every
+    ``opt.step()`` by a step hook (``target_every = "batch"``) or by the loop after each epoch."""
+    if cfg.target_density is None:
+        return None
+    names, unit = _TARGET_SCOPES[cfg.target_measure]
+    present = [g.get("name") for g in opt.param_groups]
+    names = [n for n in names if n in present]
+    if not names:
+        raise TrainingError(f"target_measure={cfg.target_measure!r}, but model {cfg.model!r} has no such "
+                            f"weights; choose another target_measure")
+    per_epoch = batches if cfg.target_every == "batch" else 1
+    ramp = cfg.target_ramp_epochs or max(cfg.epochs // 2, 1)
+    try:
+        ctrl = DensityController(opt, cfg.target_density, mode=cfg.target_mode, groups=names, unit=unit,
+                                 schedule=cfg.target_schedule, ramp_steps=ramp * per_epoch,
+                                 gain=cfg.target_gain / per_epoch)
+    except ValueError as e:
+        raise TrainingError(f"{e} (config: target_measure={cfg.target_measure!r}, reg_linear={cfg.reg_linear!r}, "
+                            f"reg_conv={cfg.reg_conv!r}, lam={cfg.lam!r}, lam_conv={cfg.lam_conv!r})") from None
+    if cfg.target_every == "batch":
+        opt.register_step_post_hook(lambda *_: ctrl.step())
+    return ctrl
 
 
 def build_scheduler(cfg: Config, opt: torch.optim.Optimizer):
@@ -278,6 +309,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
 
         pruner = Pruner(model, cfg.prune_target, cfg.prune_steps, cfg.epochs, structured=cfg.prune_structured)
         pruner.attach(opt)
+    controller = build_controller(cfg, opt, len(train_loader))
     # Fig. 1: the first conv layer's weight at epochs 0, 5, 20 and the last, {epoch: {name: tensor}}
     snap_name = next((name for name, _, _ in metrics.weights(model, "conv")), None)
     snap_path = run_dir / "kernels.pt"
@@ -303,6 +335,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
         history, best, wall = ck["history"], ck["best"], ck["wall_time"]
         if pruner is not None and ck.get("pruner") is not None:
             pruner.load_state_dict(ck["pruner"])
+        if controller is not None and ck.get("controller") is not None:
+            controller.load_state_dict(ck["controller"])
         if snap_name is not None and snap_path.exists():
             snaps.update(torch.load(snap_path, weights_only=True))
     elif resume and (run_dir / "metrics.jsonl").exists():
@@ -314,6 +348,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
     rev = git_revision()
     meta = {"name": cfg.name, "label": label or cfg.name, "seed": cfg.seed, "optimizer": cfg.optimizer,
             "epochs": cfg.epochs, "git_rev": rev, "command": command, **(extra_summary or {})}
+    if cfg.target_density is not None:  # bregman report prints it beside the density reached
+        meta.update(target_density=cfg.target_density, target_measure=cfg.target_measure)
 
     table = _Table(task.score_name)
     show_bar = _progress_on(cfg, info)
@@ -340,6 +376,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
                     f"The checkpoint of epoch {epoch - 1} in {run_dir} is intact.")
             if pruner is not None:
                 pruner.update(epoch)
+            if controller is not None and cfg.target_every == "epoch":
+                controller.step()
             va = evaluate(forward, model, val_loader, task, cfg, device)
             sparsity = metrics.sparsity_report(model)
             lr = opt.param_groups[0]["lr"]
@@ -352,9 +390,14 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
                    f"val_{s}": va["score"], **{k: sparsity[k] for k in ("N_total", "N_linear", "N_conv",
                                                                         "active_neurons", "l1_norm")},
                    "lr": lr, "seconds": seconds}
+            if controller is not None:  # the scheduled target now and the λ that holds the density there
+                row.update(target_density=controller.target_at(controller.steps), lam=controller.lams(),
+                           density_before_control=controller.density_before)
             history.append(row)
-            # ties → the later epoch, as the authors' code; a pruned run competes only at its target
-            if (pruner is None or pruner.done) and va["score"] >= best["score"]:
+            # ties → the later epoch, as the authors' code; a pruned run (a target ramp) competes only at
+            # its target
+            done = (pruner is None or pruner.done) and (controller is None or controller.done)
+            if done and va["score"] >= best["score"]:
                 best = {"epoch": epoch, "score": va["score"], "metrics": row,
                         "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
             if info.is_main:
@@ -368,7 +411,9 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
                                  "scheduler": sched.state_dict() if sched is not None else None,
                                  "loader": train_loader.state_dict(), "rng": torch.get_rng_state(),
                                  "history": history, "best": best, "wall_time": wall,
-                                 "pruner": pruner.state_dict() if pruner is not None else None}, ckpt_path)
+                                 "pruner": pruner.state_dict() if pruner is not None else None,
+                                 "controller": controller.state_dict() if controller is not None else None},
+                                ckpt_path)
                 _write_summary(run_dir, meta, history, best, wall, task, finished=False)
                 snapshot(epoch)
     except KeyboardInterrupt:
