@@ -71,7 +71,7 @@ import torch
 from torch import Tensor
 
 from bregman.optim import AdaBreg, LinBreg
-from bregman.regularizers import GROUPINGS, Null, Regularizer
+from bregman.regularizers import GroupL12, Null, Regularizer
 
 __all__ = ["DensityController", "change_lam_", "MODES", "SCHEDULES", "UNITS"]
 
@@ -84,11 +84,12 @@ _DUAL_OPTIMIZERS = (LinBreg, AdaBreg)
 
 
 # ----------------------------------------------------------------------------- the math per kind
-def _group_norms(reg: Regularizer, v: Tensor) -> Tensor:
-    """‖v_g‖₂/√n_g for every group g of a group ℓ1,2 regularizer, broadcast to v's entries."""
-    dims = GROUPINGS[reg.groups][1](v.ndim)
-    n = math.prod(v.shape[d] for d in dims)
-    return torch.linalg.vector_norm(v, dim=dims, keepdim=True).div_(math.sqrt(n)).expand_as(v)
+def _group_norms(reg: GroupL12, v: Tensor) -> Tensor:
+    """‖v_g‖₂/√n_g for every group g of a group ℓ1,2 regularizer, broadcast to v's entries (the
+    groups as the regularizer itself cuts them: its view of v and the dims one group spans)."""
+    dims, sqrt_n = reg._dims(v)
+    view = reg._view(v)
+    return torch.linalg.vector_norm(view, dim=dims, keepdim=True).div_(sqrt_n).expand_as(view).reshape(v.shape)
 
 
 #: regularizer kind → the per-entry dual norm ‖v_u‖₂/√n_u of the unit u holding the entry; the unit
