@@ -1,15 +1,17 @@
-"""Optimizer step time on a CIFAR ResNet-18's parameters: the Bregman optimizers vs SGD / Adam.
+"""Optimizer step time: the Bregman optimizers vs torch.optim.SGD / Adam, on ResNet-18 and MLP shapes.
 
-Every optimizer gets its own copy of the 11.2 M parameters of a CIFAR ResNet-18 (kuangliu
-layout), with conv and linear weights 5 % non-zero (the paper's sparse start), and the same
-fixed, precomputed float32 gradients. Param groups follow real training: conv weights under the
-regularizer, the linear weight under ℓ1, BN weights and biases unregularized. After ``--warmup``
-steps (so v and the moments look as after a few steps), the optimizers are stepped round-robin
-(the order rotated every round), so that noise from other processes hits all of them alike; the
-table shows median ms per step, the ratio to the baseline measured in the same run, the target,
-and the optimizer state's bytes per parameter byte.
+Every optimizer gets its own copy of a model's parameters (a CIFAR ResNet-18, 11.2 M, and the
+paper's MNIST MLP 784-200-80-10, 0.18 M), with conv and linear weights 5 % non-zero (the paper's
+sparse start), and the same fixed, precomputed float32 gradients. Param groups follow real
+training: conv weights under the regularizer, linear weights under ℓ1, BN weights and biases
+unregularized. After ``--warmup`` steps (so v and the moments look as after a few steps), the
+optimizers are timed in interleaved rounds (the order rotated every round, so noise from other
+processes hits all of them alike): each round times ``--inner`` consecutive steps of each. A
+case's ratio is the median over rounds of (its time / its baseline's time in the same round);
+the ratio of the medians is printed beside it. The CPU model and its SIMD flags are printed and
+saved, since the ratios depend on the machine.
 
-    python benchmarks/optimizer_step.py [--steps 50] [--warmup 5] [--threads N] [--json PATH]
+    python benchmarks/optimizer_step.py [--rounds 30] [--threads N] [--models resnet18,mlp] [--json PATH]
 
 Exit status is 0 even when a target is missed (timings on a shared machine are noisy); the
 PASS/FAIL column and ``--json`` carry the verdict.
@@ -39,21 +41,58 @@ except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT / "src"))
 
 from bregman import AdaBreg, LinBreg, ProxSGD  # noqa: E402
+from bregman._atomic import write_text_atomic  # noqa: E402
 from bregman.regularizers import L1, GroupL12, Null, Regularizer  # noqa: E402
 
 DENSITY = 0.05  # fraction of non-zero conv / linear weights
 LR = 0.1
 LAM = 1.0  # λ ≫ accumulated τ·g below, so the 5 % support stays put during the run
 GRAD_SCALE = 1e-3
+#: /proc/cpuinfo flags that say which vector instructions the CPU has
+SIMD_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "amx", "neon", "asimd", "sve")
+#: model → its shapes' source and the steps timed back to back per round (small steps: more)
+MODELS = {"resnet18": 1, "mlp": 20}
+
+
+# -- the machine ---------------------------------------------------------------------------------
+def cpu_info() -> dict[str, object]:
+    """CPU model name and SIMD flags from /proc/cpuinfo (platform's answer where there is none)."""
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and model in (platform.processor(), platform.machine()):
+                model = value.strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = sorted(f for f in value.split() if f.startswith(SIMD_PREFIXES))
+    except OSError:
+        pass
+    return {"model": model, "simd_flags": flags, "cores": os.cpu_count()}
+
+
+def git_revision() -> str | None:
+    try:
+        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "benchmarks"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (r.stdout.strip() + ("+dirty" if dirty else "")) or None if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 # -- the parameter shapes ------------------------------------------------------------------------
-def resnet18_shapes() -> list[tuple[str, tuple[int, ...]]]:
-    """(kind, shape) of every parameter of a kuangliu CIFAR ResNet-18, kind ∈ {conv, linear, other}."""
-    out: list[tuple[str, tuple[int, ...]]] = []
+def _kind(shape: tuple[int, ...]) -> str:
+    return {4: "conv", 2: "linear"}.get(len(shape), "other")
+
+
+def resnet18_shapes() -> list[tuple[int, ...]]:
+    """Every parameter shape of a kuangliu CIFAR ResNet-18 (the fallback to the models package)."""
+    out: list[tuple[int, ...]] = []
 
     def conv_bn(cin: int, cout: int, k: int) -> None:
-        out.extend([("conv", (cout, cin, k, k)), ("other", (cout,)), ("other", (cout,))])
+        out.extend([(cout, cin, k, k), (cout,), (cout,)])
 
     conv_bn(3, 64, 3)
     cin = 64
@@ -64,23 +103,25 @@ def resnet18_shapes() -> list[tuple[str, tuple[int, ...]]]:
             if s != 1 or cin != planes:
                 conv_bn(cin, planes, 1)
             cin = planes
-    out.extend([("linear", (10, 512)), ("other", (10,))])
-    return out
+    return out + [(10, 512), (10,)]
 
 
-def model_shapes() -> tuple[list[tuple[str, tuple[int, ...]]], str]:
-    """The shapes from ``bregman.models.create_model("resnet18")``, or the hard-coded list."""
+def mlp_shapes() -> list[tuple[int, ...]]:
+    sizes = (784, 200, 80, 10)
+    return [s for a, b in zip(sizes, sizes[1:]) for s in ((b, a), (b,))]
+
+
+def model_shapes(name: str) -> tuple[list[tuple[str, tuple[int, ...]]], str]:
+    """(kind, shape) of the parameters of ``bregman.models.create_model(name)``, or the hard-coded list."""
     try:
-        from bregman import param_groups
         from bregman.models import create_model
 
-        model = create_model("resnet18")
-        shapes = []
-        for g in param_groups(model, linear=L1(1.0), conv=L1(1.0)):
-            shapes += [(g["name"], tuple(p.shape)) for p in g["params"]]
-        return shapes, "bregman.models.create_model('resnet18')"
+        shapes = [tuple(p.shape) for p in create_model(name).parameters()]
+        source = f"bregman.models.create_model({name!r})"
     except Exception as e:  # noqa: BLE001 - the models package is optional here
-        return resnet18_shapes(), f"hard-coded shapes ({type(e).__name__}: {e})"
+        shapes = {"resnet18": resnet18_shapes, "mlp": mlp_shapes}[name]()
+        source = f"hard-coded shapes ({type(e).__name__}: {e})"
+    return [(_kind(s), s) for s in shapes], source
 
 
 # -- the problem: parameters, gradients, param groups -------------------------------------------
@@ -106,10 +147,10 @@ def make_params(shapes, init, grads, *, conv: Regularizer | None, linear: Regula
         p.grad = g  # shared, read-only: no optimizer here writes into its gradients
         groups[kind].append(p)
         params.append(p)
-    regs = {"conv": conv, "linear": linear, "other": Null()}
     if conv is None and linear is None:  # torch optimizers: no `reg` key
-        return params, [{"params": ps, "name": k} for k, ps in groups.items() if ps]
-    return params, [{"params": ps, "name": k, "reg": regs[k] or Null()} for k, ps in groups.items() if ps]
+        return params, [{"params": ps} for ps in groups.values() if ps]
+    regs = {"conv": conv, "linear": linear, "other": Null()}
+    return params, [{"params": ps, "reg": regs[k] or Null()} for k, ps in groups.items() if ps]
 
 
 @dataclass
@@ -120,130 +161,134 @@ class Case:
     linear: Regularizer | None = None
     baseline: str | None = None  # name of the case this one is compared with
     target: float | None = None  # max ratio vs baseline
+    needs_conv: bool = False
     times: list[float] = field(default_factory=list)
     opt: torch.optim.Optimizer | None = None
     params: list | None = None
 
 
-def cases() -> list[Case]:
+def cases(has_conv: bool) -> list[Case]:
     l1 = L1(LAM)
-    kernels = GroupL12(LAM, "kernels")
-    return [
+    todo = [
         Case("SGD", lambda g: torch.optim.SGD(g, lr=LR, foreach=True)),
         Case("SGD-momentum", lambda g: torch.optim.SGD(g, lr=LR, momentum=0.9, foreach=True)),
         Case("Adam", lambda g: torch.optim.Adam(g, lr=1e-3, foreach=True)),
         Case("LinBreg-l1", lambda g: LinBreg(g, lr=LR), l1, l1, "SGD-momentum", 1.0),
         Case("LinBreg-l1-momentum", lambda g: LinBreg(g, lr=LR, momentum=0.9), l1, l1, "SGD-momentum", 1.3),
-        Case("AdaBreg-l1", lambda g: AdaBreg(g, lr=1e-3), l1, l1, "Adam", 1.1),
-        Case("LinBreg-kernels", lambda g: LinBreg(g, lr=LR), kernels, l1, "SGD-momentum", 2.0),
+        Case("AdaBreg-l1", lambda g: AdaBreg(g, lr=1e-3), l1, l1, "Adam", 1.0),
+        Case("LinBreg-kernels", lambda g: LinBreg(g, lr=LR), GroupL12(LAM, "kernels"), l1, "SGD-momentum", 2.0,
+             needs_conv=True),
         Case("ProxSGD-l1", lambda g: ProxSGD(g, lr=LR), l1, l1, "SGD", None),
     ]
+    return [c for c in todo if has_conv or not c.needs_conv]
 
 
 def state_ratio(opt: torch.optim.Optimizer, params: list[torch.Tensor]) -> float:
-    """Bytes of all tensors in ``opt.state`` per byte of parameters."""
-    state = sum(v.nbytes for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor))
+    """Bytes of all tensors in ``opt.state`` (but step counters) per byte of parameters."""
+    state = sum(v.nbytes for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor) and v.dim())
     return state / sum(p.nbytes for p in params)
 
 
 def _loadavg() -> float | None:
-    """The 1-minute load average (None where the OS has none)."""
     try:
         return os.getloadavg()[0]
     except (AttributeError, OSError):
         return None
 
 
-def git_revision() -> str | None:
-    try:
-        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=10)
-        return r.stdout.strip() or None if r.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=50, help="timed steps per optimizer (default 50)")
-    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    ap.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0:
-        ap.error("--steps must be >= 1 and --warmup >= 0")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-
-    shapes, source = model_shapes()
-    init, grads = make_inputs(shapes, args.seed)
+def run_model(name: str, rounds: int, warmup: int, inner: int, seed: int) -> dict[str, object]:
+    """Time every case on ``name``'s shapes; returns its rows and what they were measured on."""
+    shapes, source = model_shapes(name)
+    init, grads = make_inputs(shapes, seed)
     n_params = sum(math.prod(s) for _, s in shapes)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {n_params / 1e6:.2f} M parameters "
-          f"in {len(shapes)} tensors from {source}; {DENSITY:.0%} of weights non-zero")
-    load_before = _loadavg()
-
-    todo = cases()
+    print(f"\n{name}: {n_params / 1e6:.2f} M parameters in {len(shapes)} tensors from {source}; "
+          f"{DENSITY:.0%} of weights non-zero; {rounds} rounds of {inner} step(s) each")
+    todo = cases(any(k == "conv" for k, _ in shapes))
     for c in todo:
         c.params, groups = make_params(shapes, init, grads, conv=c.conv, linear=c.linear)
         c.opt = c.build(groups)
-        for _ in range(max(args.warmup, 1)):  # ≥ 1: creates v and the moments
+        for _ in range(max(warmup, 1)):  # ≥ 1: creates v and the moments
             c.opt.step()
 
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for r in range(args.steps):
+        for r in range(rounds):
             k = r % len(todo)
             for c in todo[k:] + todo[:k]:  # rotate the order so no case always follows the same one
+                step = c.opt.step
                 t0 = time.perf_counter()
-                c.opt.step()
-                c.times.append(time.perf_counter() - t0)
+                for _ in range(inner):
+                    step()
+                c.times.append((time.perf_counter() - t0) / inner)
     finally:
         if gc_was_enabled:
             gc.enable()
 
-    med = {c.name: statistics.median(c.times) for c in todo}
+    by_name = {c.name: c for c in todo}
     rows = []
     for c in todo:
-        ratio = med[c.name] / med[c.baseline] if c.baseline else None
-        # Paired ratio: the median over rounds of (this step / its baseline's step in the same round).
-        paired = (statistics.median(a / b for a, b in zip(c.times, next(x for x in todo if x.name == c.baseline).times))
-                  if c.baseline else None)
-        verdict = None if c.target is None else ("PASS" if ratio <= c.target else "FAIL")
-        rows.append(dict(method=c.name, ms=med[c.name] * 1e3, baseline=c.baseline, ratio=ratio,
-                         paired_ratio=paired, target=c.target, verdict=verdict,
-                         state_bytes_per_param_byte=state_ratio(c.opt, c.params),
-                         min_ms=min(c.times) * 1e3))
+        base = by_name.get(c.baseline)
+        paired = statistics.median(a / b for a, b in zip(c.times, base.times)) if base else None
+        of_medians = statistics.median(c.times) / statistics.median(base.times) if base else None
+        verdict = None if c.target is None else ("PASS" if paired <= c.target else "FAIL")
+        rows.append(dict(method=c.name, ms=statistics.median(c.times) * 1e3, min_ms=min(c.times) * 1e3,
+                         baseline=c.baseline, ratio=paired, ratio_of_medians=of_medians, target=c.target,
+                         verdict=verdict, state_bytes_per_param_byte=state_ratio(c.opt, c.params)))
 
-    head = f"{'method':<22}{'ms/step':>9}{'vs':>14}{'ratio':>8}{'target':>8}{'':>6}{'state B/B':>11}"
+    head = f"{'method':<22}{'ms/step':>9}{'vs':>14}{'ratio':>8}{'(of medians)':>14}{'target':>8}{'':>6}{'state B/B':>11}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        vs = r["baseline"] or "-"
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
+        of_med = f"{r['ratio_of_medians']:.2f}x" if r["ratio_of_medians"] is not None else "-"
         target = f"<={r['target']:.1f}x" if r["target"] is not None else "-"
-        print(f"{r['method']:<22}{r['ms']:>9.2f}{vs:>14}{ratio:>8}{target:>8}{r['verdict'] or '':>6}"
-              f"{r['state_bytes_per_param_byte']:>11.2f}")
-    failed = [r["method"] for r in rows if r["verdict"] == "FAIL"]
-    print(f"{args.steps} timed steps each (median), after {args.warmup} warm-up steps; "
+        print(f"{r['method']:<22}{r['ms']:>9.3f}{r['baseline'] or '-':>14}{ratio:>8}{of_med:>14}{target:>8}"
+              f"{r['verdict'] or '':>6}{r['state_bytes_per_param_byte']:>11.2f}")
+    return dict(model=name, shapes_from=source, n_params=n_params, n_tensors=len(shapes), inner=inner,
+                results=rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds (default 30)")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {sorted(MODELS)}")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--json", type=Path, default=None, help="write the results to this JSON file (atomically)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.rounds < 1 or args.warmup < 0:
+        ap.error("--rounds must be >= 1 and --warmup >= 0")
+    if not models or set(models) - set(MODELS):
+        ap.error(f"--models: choose from {sorted(MODELS)}, got {args.models!r}")
+    if args.threads is not None:
+        if args.threads < 1:
+            ap.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+
+    cpu = cpu_info()
+    print(f"CPU: {cpu['model']} ({cpu['cores']} cores); SIMD: {' '.join(cpu['simd_flags']) or 'unknown'}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; revision {git_revision()}")
+    load_before = _loadavg()
+    runs = [run_model(m, args.rounds, args.warmup, MODELS[m], args.seed) for m in models]
+    failed = [f"{run['model']}/{r['method']}" for run in runs for r in run["results"] if r["verdict"] == "FAIL"]
+    print("\nratio: median over rounds of (step time / baseline's step time in the same round); "
           + (f"missed: {', '.join(failed)}" if failed else "all targets met"))
     loads = [x for x in (load_before, _loadavg()) if x is not None]
     load = max(loads) if loads else None
-    cores = os.cpu_count() or 1
-    if load is not None and load > cores:
-        print(f"note: load average {load:.1f} on {cores} cores during the run: other processes compete for "
-              f"the CPU, so timings (and ratios) are noisy; rerun on a quiet machine to judge the targets")
+    if load is not None and load > (cpu["cores"] or 1):
+        print(f"note: load average {load:.1f} on {cpu['cores']} cores during the run: other processes compete "
+              f"for the CPU, so timings (and ratios) are noisy; rerun on a quiet machine to judge the targets")
 
     if args.json:
-        out = dict(benchmark="optimizer_step", torch=torch.__version__, threads=torch.get_num_threads(),
-                   git_revision=git_revision(), python=platform.python_version(), machine=platform.machine(),
-                   processor=platform.processor() or None, n_params=n_params, n_tensors=len(shapes),
-                   cpu_count=os.cpu_count(), load_average=load, shapes_from=source, density=DENSITY,
-                   steps=args.steps, warmup=args.warmup, seed=args.seed,
-                   results=rows, all_targets_met=not failed)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        command = "python benchmarks/optimizer_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        out = dict(benchmark="optimizer_step", command=command.strip(), git_revision=git_revision(),
+                   cpu=cpu, torch=torch.__version__, threads=torch.get_num_threads(),
+                   python=platform.python_version(), load_average=load, density=DENSITY, rounds=args.rounds,
+                   warmup=args.warmup, seed=args.seed, models=runs, all_targets_met=not failed)
+        write_text_atomic(args.json, json.dumps(out, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 

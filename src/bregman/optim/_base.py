@@ -27,87 +27,91 @@ from bregman.regularizers import Null, Regularizer, from_dict
 _FOREIGN_KEYS = frozenset({"params", "name", "param_names", "initial_lr"})
 
 
-def _bad(what: str, value: Any, where: str, need: str) -> ValueError:
-    return ValueError(f"Invalid {what}: {value!r} in {where} ({need})")
+def _bad(what: str, value: Any, need: str) -> ValueError:
+    return ValueError(f"Invalid {what}: {value!r} ({need})")
 
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def check_lr(lr: Any, where: str = "lr") -> None:
+def check_lr(lr: Any) -> None:
     """τ: a finite number ≥ 0, or a 1-element tensor holding one (its value is read on the CPU only:
     elsewhere, and while compiling, reading it would be a device sync)."""
     if isinstance(lr, Tensor):
         if lr.numel() != 1:
-            raise ValueError(f"Tensor lr must be 1-element, got shape {tuple(lr.shape)} in {where}")
+            raise ValueError(f"Tensor lr must be 1-element, got shape {tuple(lr.shape)}")
         if not lr.is_cpu or torch.compiler.is_compiling():
             return
         lr = lr.item()
     if not _is_number(lr) or lr < 0:
-        raise _bad("learning rate", lr, where, "must be a finite number >= 0")
+        raise _bad("learning rate", lr, "must be a finite number >= 0")
 
 
-def check_delta(delta: Any, where: str = "delta") -> None:
+def check_delta(delta: Any) -> None:
     if not _is_number(delta) or delta <= 0:
-        raise _bad("delta", delta, where, "the elastic-net parameter δ must be > 0")
+        raise _bad("delta", delta, "the elastic-net parameter δ must be > 0")
 
 
-def check_beta(beta: Any, name: str, where: str) -> None:
+def check_beta(beta: Any, name: str) -> None:
     if not _is_number(beta) or not 0.0 <= beta < 1.0:
-        raise _bad(name, beta, where, "must be in [0, 1)")
+        raise _bad(name, beta, "must be in [0, 1)")
 
 
-def check_eps(eps: Any, where: str = "eps") -> None:
+def check_eps(eps: Any) -> None:
     if not _is_number(eps) or eps < 0:
-        raise _bad("eps", eps, where, "must be a finite number >= 0")
+        raise _bad("eps", eps, "must be a finite number >= 0")
 
 
-def check_flag(value: Any, where: str) -> None:
+def check_maximize(value: Any) -> None:
     if not isinstance(value, bool):
-        raise _bad("flag", value, where, "must be True or False")
+        raise _bad("maximize", value, "must be True or False")
 
 
-def check_foreach(value: Any, where: str) -> None:
+def check_foreach(value: Any) -> None:
     if value is not None and not isinstance(value, bool):
-        raise _bad("foreach", value, where, "must be None, True or False")
+        raise _bad("foreach", value, "must be None, True or False")
 
 
-def check_reg(reg: Any, where: str = "reg") -> None:
+def check_reg(reg: Any) -> None:
     if not isinstance(reg, Regularizer):
         raise TypeError(
-            f"Invalid reg: {reg!r} in {where}; pass a bregman.regularizers object such as L1(0.1), "
+            f"Invalid reg: {reg!r}; pass a bregman.regularizers object such as L1(0.1), "
             f"GroupL12(0.1, 'kernels') or Null() (None means Null() when a group is added)"
         )
 
 
-#: Checks every optimizer runs on its groups: key → check(value, where).
-COMMON_CHECKS: dict[str, Callable[[Any, str], None]] = {
-    "lr": check_lr, "reg": check_reg, "maximize": check_flag, "foreach": check_foreach}
+#: Checks every optimizer runs on its groups: key → check(value), raising ValueError / TypeError.
+COMMON_CHECKS: dict[str, Callable[[Any], None]] = {
+    "lr": check_lr, "reg": check_reg, "maximize": check_maximize, "foreach": check_foreach}
 
 
 class RegularizedOptimizer(Optimizer):
     """torch.optim.Optimizer with a regularizer per param group.
 
-    Subclasses set ``_checks`` (group key → ``check(value, where)``), implement ``_init_state``
+    Subclasses set ``_checks`` (group key → ``check(value)``), implement ``_init_state``
     (the state of a parameter seen for the first time) and ``step``. Unknown group keys are an
     error that names them; ``state_dict`` stores each regularizer as a plain dict, so it loads
     with ``torch.load(..., weights_only=True)``.
     """
 
-    _checks: dict[str, Callable[[Any, str], None]] = COMMON_CHECKS
+    _checks: dict[str, Callable[[Any], None]] = COMMON_CHECKS
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
         defaults = dict(defaults)
         if defaults.get("reg") is None:
             defaults["reg"] = Null()
-        self._validate(defaults, lambda key: f"the argument {key}=")
+        self._validate(defaults, lambda key: f"argument {key}")
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any], where: Callable[[str], str]) -> None:
+        """Run the checks on ``group``; an error names the optimizer and ``where(key)``."""
         for key, check in self._checks.items():
             if key in group:
-                check(group[key], where(key))
+                try:
+                    check(group[key])
+                except (ValueError, TypeError) as e:
+                    raise type(e)(f"{type(self).__name__}: {where(key)}: {e}") from None
 
     def _check_groups(self) -> None:
         """Hyperparameters changed in ``param_groups`` since the last step, checked before any update
@@ -125,7 +129,7 @@ class RegularizedOptimizer(Optimizer):
         if "reg" in param_group and param_group["reg"] is None:
             param_group["reg"] = Null()
         n = len(self.param_groups)
-        self._validate(param_group, lambda key: f"param group {n} ({key!r})")
+        self._validate(param_group, lambda key: f"param group {n} being added, key {key!r}")
         super().add_param_group(param_group)
 
     # -- per-step helpers ------------------------------------------------------------------
@@ -190,7 +194,7 @@ class RegularizedOptimizer(Optimizer):
             for g in state_dict["param_groups"]
         ]
         for i, g in enumerate(sd["param_groups"]):
-            self._validate(g, lambda key: f"the state dict's param_groups[{i}][{key!r}]")
+            self._validate(g, lambda key: f"load_state_dict: param_groups[{i}][{key!r}]")
         super().load_state_dict(sd)
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -13,11 +13,11 @@ from bregman.regularizers import Regularizer
 __all__ = ["AdaBreg", "adabreg"]
 
 
-def _check_betas(betas: Any, where: str) -> None:
+def _check_betas(betas: Any) -> None:
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"Invalid betas: {betas!r} in {where} (must be a pair of floats (β1, β2))")
-    check_beta(betas[0], "beta1 (betas[0])", where)
-    check_beta(betas[1], "beta2 (betas[1])", where)
+        raise ValueError(f"Invalid betas: {betas!r} (must be a pair of floats (β1, β2))")
+    check_beta(betas[0], "beta1 (betas[0])")
+    check_beta(betas[1], "beta2 (betas[1])")
 
 
 def _step_dtype() -> torch.dtype:

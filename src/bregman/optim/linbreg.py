@@ -62,7 +62,7 @@ class LinBreg(RegularizedOptimizer):
     """
 
     _checks = {**COMMON_CHECKS, "delta": check_delta,
-               "momentum": lambda b, where: check_beta(b, "momentum", where)}
+               "momentum": lambda b: check_beta(b, "momentum")}
 
     def __init__(
         self,
