@@ -10,12 +10,11 @@ ReLU networks as the paper recommends (dead neurons stay distinguishable), or sy
 from __future__ import annotations
 
 import math
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 
-from bregman.params import CONV_TYPES, LINEAR_TYPES
+from bregman.params import classify
 
 __all__ = ["variance", "mask", "sparse_", "bias_", "sparse_init_", "MASK_GROUPS", "SCHEMES"]
 
@@ -52,6 +51,13 @@ def _check_density(density: float) -> None:
         raise ValueError(f"Invalid density: {density!r} (the fraction r of non-zeros must be in (0, 1])")
 
 
+def _check_scale(name: str, scale: float | None) -> None:
+    """A weight scale of 0 (all zeros: nothing ever trains) or NaN/inf is a mistake, never a choice."""
+    if scale is not None and (not isinstance(scale, (int, float)) or isinstance(scale, bool)
+                              or not math.isfinite(scale) or scale <= 0):
+        raise ValueError(f"Invalid {name}: {scale!r} (must be a finite number > 0, or None for 1/√r)")
+
+
 def mask(shape: torch.Size, density: float, groups: str = "entries", *, exact: bool = False,
          generator: torch.Generator | None = None, device=None) -> Tensor:
     """A {0, 1} mask, broadcastable to ``shape``: Bernoulli(r) per unit, or exactly round(r·units)."""
@@ -84,6 +90,7 @@ def sparse_(tensor: Tensor, density: float, *, groups: str = "entries", scheme: 
         exact: keep exactly round(r·units) units instead of Bernoulli coins.
     """
     _check_density(density)
+    _check_scale("scale", scale)
     std = math.sqrt(variance(tensor.shape, scheme)) * (1.0 / math.sqrt(density) if scale is None else scale)
     values = torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype, device=tensor.device) * std
     if density < 1.0:
@@ -103,31 +110,49 @@ def bias_(bias: Tensor, fan_in: int, *, mode: str = "positive", scale: float = 1
     return bias.copy_(low + (bound - low) * u if mode != "zero" else torch.zeros_like(bias))
 
 
-def _layers(model: nn.Module) -> Iterator[tuple[str, nn.Module, str]]:
-    for name, m in model.named_modules():
-        if isinstance(m, LINEAR_TYPES):
-            yield name, m, "linear"
-        elif isinstance(m, CONV_TYPES):
-            yield name, m, "conv"
+#: sparse_init_'s per-kind options: a mask unit of MASK_GROUPS, "dense" (He/Glorot, unmasked) or
+#: "keep" (left as the module initialized it)
+_LAYER_OPTIONS = (*MASK_GROUPS, "dense", "keep")
 
 
 @torch.no_grad()
 def sparse_init_(model: nn.Module, density: float, *, linear: str = "entries", conv: str = "kernels",
+                 attention: str | None = None, recurrent: str | None = None, embedding: str = "keep",
                  scheme: str = "he", weight_scale: float | None = None, bias: str = "positive",
                  bias_scale: float = 1.0, exact: bool = False,
                  generator: torch.Generator | None = None) -> nn.Module:
-    """Sparse-initialize every Linear and Conv layer of ``model`` in place (PAPER.md §3).
+    """Sparse-initialize every weight of ``model`` in place (PAPER.md §3), by the kinds of
+    :mod:`bregman.params`.
 
-    ``linear`` / ``conv`` choose the mask unit per layer type (``entries``, ``rows``,
-    ``kernels``) or ``"dense"`` for an unmasked He/Glorot init (e.g. ResNet's last layer in the
-    authors' code). ``density = 1`` is the standard dense init. Normalization layers are untouched.
+    ``linear`` / ``conv`` / ``attention`` / ``recurrent`` / ``embedding`` choose per kind the mask
+    unit (``entries``, ``rows``, ``kernels``), ``"dense"`` for an unmasked He/Glorot init (e.g.
+    ResNet's last layer in the authors' code) or ``"keep"`` to leave the module's own init;
+    ``attention`` and ``recurrent`` default to ``linear``'s choice, embeddings are kept unless
+    asked. A weight's bias (``bias``, ``in_proj_bias``, ``bias_ih_l0``...) is re-initialized with it
+    (``bias`` mode, scale ``bias_scale``/√fan_in). ``density = 1`` is the standard dense init.
+    Normalization layers and ``unknown`` parameters (see :func:`bregman.params.describe`) are untouched.
+
+    Raises:
+        ValueError: ``density`` outside (0, 1], ``weight_scale`` 0, negative or not finite, or an
+            unknown option.
     """
     _check_density(density)
-    for _name, m, kind in _layers(model):
-        groups = linear if kind == "linear" else conv
+    _check_scale("weight_scale", weight_scale)
+    if not isinstance(bias_scale, (int, float)) or not math.isfinite(bias_scale) or bias_scale < 0:
+        raise ValueError(f"Invalid bias_scale: {bias_scale!r} (must be a finite number >= 0)")
+    choice = {"linear": linear, "conv": conv, "attention": linear if attention is None else attention,
+              "recurrent": linear if recurrent is None else recurrent, "embedding": embedding, "unknown": "keep"}
+    for kind, c in choice.items():
+        if c not in _LAYER_OPTIONS:
+            raise ValueError(f"Invalid {kind} init {c!r}; choose one of {list(_LAYER_OPTIONS)}")
+    params = dict(model.named_parameters(remove_duplicate=False))
+    for info in classify(model):
+        groups = choice.get(info.kind, "keep")
+        if groups == "keep" or info.param.numel() == 0:  # an empty layer has nothing to draw (and fan_in 0)
+            continue
         r = 1.0 if groups == "dense" else density
-        sparse_(m.weight, r, groups="entries" if groups == "dense" else groups, scheme=scheme,
+        sparse_(info.param, r, groups="entries" if groups == "dense" else groups, scheme=scheme,
                 scale=weight_scale if r < 1.0 else None, exact=exact, generator=generator)
-        if m.bias is not None:
-            bias_(m.bias, _fans(m.weight.shape)[0], mode=bias, scale=bias_scale, generator=generator)
+        if info.bias is not None:
+            bias_(params[info.bias], _fans(info.param.shape)[0], mode=bias, scale=bias_scale, generator=generator)
     return model

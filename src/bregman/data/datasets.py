@@ -105,7 +105,14 @@ def load_dataset(
         verify: check every file's md5; ``False`` only for files you made yourself.
 
     Raises DataError (with the fix) when files are missing or corrupt; nothing is downloaded here.
+
+    ``stdlib-text`` is the character-level text of :mod:`bregman.data.text` (split by file, by its
+    own rule; ``seed`` draws the training windows; ``root``, ``split`` and ``verify`` do not apply).
     """
+    if name == "stdlib-text":
+        from .text import stdlib_splits
+
+        return stdlib_splits(seed=seed)
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; known: {', '.join(SPLITS)}")
     (train_images, train_labels), (test_images, test_labels) = get_info(name).read(root, verify=verify)

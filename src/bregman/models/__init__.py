@@ -7,6 +7,7 @@ mlp            784-200-80-10 ReLU MLP (MNIST)                  Sec. 4.2, Figs. 2
 convnet        2×conv5×5(64) + fc 1024-128-10 (Fashion-MNIST)  Sec. 4.4, Tables 1–2
 resnet18       CIFAR ResNet-18                                 Sec. 4.5, Table 3
 denoise_mlp    784⁷ denoising MLP (noisy MNIST)                Sec. 4.6, Figs. 4–5
+charlm_gpt     2-block character-level GPT (stdlib source)     beyond the paper (charlm)
 =============  ==============================================  =========================
 
 Every classifier normalizes its input itself (first module, ``model.normalize``), so data
@@ -26,6 +27,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from bregman.models.charlm import CharGPT
 from bregman.models.convnet import ConvNet
 from bregman.models.denoise_mlp import DenoiseMLP
 from bregman.models.mlp import MLP
@@ -38,6 +40,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "convnet": ConvNet,
     "resnet18": ResNet18,
     "denoise_mlp": DenoiseMLP,
+    "charlm_gpt": CharGPT,
 }
 
 
@@ -63,5 +66,6 @@ __all__ = [
     "ResNet18",
     "BasicBlock",
     "DenoiseMLP",
+    "CharGPT",
     "Normalize",
 ]

@@ -36,6 +36,8 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
                       "torch.optim.SGD (dense baseline; J only through a loss penalty)"),
         OptimizerInfo("adam", torch.optim.Adam, ("lr", "betas", "eps", "foreach"), False,
                       "torch.optim.Adam (dense baseline; J only through a loss penalty)"),
+        OptimizerInfo("adamw", torch.optim.AdamW, ("lr", "betas", "eps", "foreach"), False,
+                      "torch.optim.AdamW (dense baseline; torch's default decoupled weight decay 0.01)"),
         OptimizerInfo("linbreg", LinBreg, ("lr", "delta", "momentum", "foreach"), True,
                       "linearized Bregman iterations, optional momentum (Algorithms 1, 2)"),
         OptimizerInfo("adabreg", AdaBreg, ("lr", "delta", "betas", "eps", "foreach"), True,

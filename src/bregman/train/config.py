@@ -64,8 +64,8 @@ class Config:
 
     # --- what to train on what
     name: str  # experiment name, e.g. "mnist-mlp"; names the run directory
-    model: str  # key of bregman.models.MODELS: mlp | convnet | resnet18 | denoise_mlp
-    dataset: str  # mnist | fashion-mnist | cifar10 | mnist-denoise (the dataset fixes the task)
+    model: str  # key of bregman.models.MODELS: mlp | convnet | resnet18 | denoise_mlp | charlm_gpt
+    dataset: str  # mnist | fashion-mnist | cifar10 | mnist-denoise | stdlib-text (the dataset fixes the task)
     data_root: str | None = None  # None → $BREGMAN_DATA → per-user cache
     # check every data file's md5 against the official release; false only for files you made
     # yourself (the tests' fabricated CIFAR-10 batches)
@@ -82,7 +82,7 @@ class Config:
     seed: int = 0  # seed of initialization, shuffling and augmentation
 
     # --- optimizer (Algorithms 1–3, eq. 1.5)
-    optimizer: str = "linbreg"  # sgd | adam | linbreg | adabreg | proxsgd
+    optimizer: str = "linbreg"  # sgd | adam | adamw | linbreg | adabreg | proxsgd
     lr: float = 0.1  # learning rate τ
     momentum: float = 0.0  # LinBreg β (Alg. 2) / SGD momentum; 0 = none
     betas: tuple[float, float] = (0.9, 0.999)  # (β1, β2) of AdaBreg (Alg. 3) / Adam
@@ -94,6 +94,9 @@ class Config:
     lam_conv: float | None = None  # λ on conv weights; None → lam
     reg_linear: str = "l1"  # none | l1 | rows (group ℓ1,2 per neuron) | columns (per input)
     reg_conv: str = "l1"  # none | l1 | kernels (group ℓ1,2 per k×k kernel) | filters (per output)
+    # attention projections (bregman.params): linear (= reg_linear) | none | l1 | rows | columns |
+    # heads (group ℓ1,2 per attention head); λ = lam
+    reg_attention: str = "linear"
     # none: J only acts through the optimizer (prox); loss: add λ·J(θ) to the loss and differentiate
     # through it (Lasso / Group Lasso trained by sgd/adam, Tables 1–3)
     penalty: str = "none"
@@ -189,12 +192,13 @@ class Config:
 
 #: the allowed values of every string enum field
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model": ("mlp", "convnet", "resnet18", "denoise_mlp"),
-    "dataset": ("mnist", "fashion-mnist", "cifar10", "mnist-denoise"),
+    "model": ("mlp", "convnet", "resnet18", "denoise_mlp", "charlm_gpt"),
+    "dataset": ("mnist", "fashion-mnist", "cifar10", "mnist-denoise", "stdlib-text"),
     "split": ("paper", "code"),
-    "optimizer": ("sgd", "adam", "linbreg", "adabreg", "proxsgd"),
+    "optimizer": ("sgd", "adam", "adamw", "linbreg", "adabreg", "proxsgd"),
     "reg_linear": ("none", "l1", "rows", "columns"),
     "reg_conv": ("none", "l1", "kernels", "filters"),
+    "reg_attention": ("linear", "none", "l1", "rows", "columns", "heads"),
     "penalty": ("none", "loss"),
     "init_linear": ("entries", "rows", "dense"),
     "init_conv": ("kernels", "entries", "dense"),
@@ -216,6 +220,7 @@ DATASET_TASKS: dict[str, str] = {
     "fashion-mnist": "classification",
     "cifar10": "classification",
     "mnist-denoise": "denoising",
+    "stdlib-text": "next-character prediction",
 }
 
 #: the datasets each model accepts (input shape and task must match)
@@ -224,6 +229,7 @@ MODEL_DATASETS: dict[str, tuple[str, ...]] = {
     "convnet": ("mnist", "fashion-mnist"),
     "resnet18": ("cifar10",),
     "denoise_mlp": ("mnist-denoise",),
+    "charlm_gpt": ("stdlib-text",),
 }
 
 _MOMENTUM_OPTIMIZERS = ("sgd", "linbreg")  # the others ignore `momentum` (adam/adabreg use betas)

@@ -85,8 +85,10 @@ def build_model(cfg: Config, device: torch.device) -> nn.Module:
 
 def regularizer_groups(cfg: Config, model: nn.Module) -> list[dict[str, Any]]:
     lam_conv = cfg.lam if cfg.lam_conv is None else cfg.lam_conv
+    attention = cfg.reg_linear if cfg.reg_attention == "linear" else cfg.reg_attention
     return param_groups(model, linear=regularizers.get(cfg.reg_linear, cfg.lam),
-                        conv=regularizers.get(cfg.reg_conv, lam_conv))
+                        conv=regularizers.get(cfg.reg_conv, lam_conv),
+                        attention=regularizers.get(attention, cfg.lam))
 
 
 def build_optimizer(cfg: Config, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:

@@ -97,8 +97,8 @@ def masks_from_weights(weights: list[tuple[str, str, Tensor]], density: float, *
             s = torch.where(kept.to(s.device), s, torch.full_like(s, -1.0))
         return s
 
-    pools = {"all": weights} if not structured else {
-        kind: [t for t in weights if t[1] == kind] for kind in ("conv", "linear")}
+    pools = {"all": weights} if not structured else {  # "linear": every other kind of weight
+        "conv": [t for t in weights if t[1] == "conv"], "linear": [t for t in weights if t[1] != "conv"]}
     masks: Masks = {}
     thresholds: dict[str, float] = {}
     for pool, items in pools.items():

@@ -1,7 +1,9 @@
 """What is learned: the loss and the validation score of each kind of experiment.
 
 The data set decides the task: classification (cross-entropy; score = accuracy) for MNIST,
-Fashion-MNIST and CIFAR-10, denoising (MSE; score = SSIM on the test set) for ``mnist-denoise``.
+Fashion-MNIST and CIFAR-10, denoising (MSE; score = SSIM on the test set) for ``mnist-denoise``,
+next-character prediction (cross-entropy per character in nats; score = the fraction of
+characters predicted right) for ``stdlib-text``.
 Scores accumulate as on-device tensor sums, so a training step never syncs with the host.
 """
 from __future__ import annotations
@@ -61,9 +63,13 @@ TASKS = {
     "classify": Task("classify", F.cross_entropy, lambda out, y: (out.argmax(1) == y).sum(), "acc"),
     "denoise": Task("denoise", F.mse_loss, lambda out, y: ssim(out.float().clamp(0, 1), y.float()).sum(), "ssim",
                     train_score=False),
+    # out: B × T × vocab logits, y: B × T next tokens; the score sums per-window accuracies
+    "next_char": Task("next_char", lambda out, y: F.cross_entropy(out.flatten(0, 1), y.flatten()),
+                      lambda out, y: (out.argmax(-1) == y).float().mean(1).sum(), "acc"),
 }
 
-_DATASET_TASKS = {"mnist": "classify", "fashion-mnist": "classify", "cifar10": "classify", "mnist-denoise": "denoise"}
+_DATASET_TASKS = {"mnist": "classify", "fashion-mnist": "classify", "cifar10": "classify", "mnist-denoise": "denoise",
+                  "stdlib-text": "next_char"}
 
 
 def task_for(dataset: str) -> Task:
