@@ -141,7 +141,7 @@ def test_overrides_from_mapping_and_immutability(cfg):
         (["compile=maybe"], "invalid value for 'compile': 'maybe' (expected a bool"),
         (["betas=0.9"], "invalid value for 'betas': '0.9' (expected 2 comma-separated floats)"),
         (["weight_scale=big"], "(expected a float or none)"),
-        (["optimizer=linbrg"], "expected one of: sgd, adam, linbreg, adabreg, proxsgd); did you mean 'linbreg'?"),
+        (["optimizer=linbrg"], "expected one of: sgd, adam, adamw, linbreg, adabreg, proxsgd); did you mean 'linbreg'?"),
         (["reg_conv=rows"], "invalid value for 'reg_conv': 'rows'"),
         (["device=gpu"], "invalid value for 'device'"),
         (["epochs=0"], "invalid value for 'epochs': 0 (must be ≥ 1)"),
