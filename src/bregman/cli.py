@@ -6,6 +6,7 @@
     bregman report RUN_DIR... --out DIR
     bregman threshold RUN_DIR... --density D
     bregman figure kernels RUN_DIR --out FILE | bregman figure denoise [LABEL=]RUN_DIR... --out FILE
+    bregman export RUN_DIR --format onnx|pt --out FILE
     bregman list
 """
 from __future__ import annotations
@@ -92,6 +93,23 @@ def _cmd_threshold(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    try:
+        from bregman.export import export_run
+
+        r = export_run(args.run, args.out, args.format, images=args.images, sparse_weights=args.sparse_weights)
+    except ImportError as e:  # a missing export extra: the message says what to install
+        print(f"bregman: error: {e}", file=sys.stderr)
+        return 2
+    agree = "" if r.agreement is None else f", same prediction on {100 * r.agreement:.2f} %"
+    print(f"parameters: dense {r.dense_parameters:,}, compacted {r.compact_parameters:,}")
+    print(f"{r.format} file: dense {r.dense_bytes:,} bytes, compacted {r.compact_bytes:,} bytes "
+          f"({r.dense_bytes / r.compact_bytes:.2f}x smaller)")
+    print(f"on {r.images} test images: max |file - model| = {r.max_abs_diff:.3g}{agree}")
+    print(f"written to {r.path}")
+    return 0
+
+
 def _cmd_list(args) -> int:
     from bregman.train.config import list_presets, list_sweeps
 
@@ -156,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--out", required=True, help="PNG file to write")
     fg.add_argument("-n", type=int, default=8, help="images per row (denoise)")
     fg.set_defaults(func=_cmd_figure)
+
+    ex = sub.add_parser("export", help="compact a finished run's best model and export it (ONNX or torch.export)")
+    ex.add_argument("run", help="run directory (with checkpoint.pt)")
+    ex.add_argument("--format", choices=["onnx", "pt"], default="onnx", help="ONNX file or torch.export program (.pt2)")
+    ex.add_argument("--out", required=True, help="file to write")
+    ex.add_argument("--images", type=int, default=256, help="test images to check the file on")
+    ex.add_argument("--sparse-weights", action=argparse.BooleanOptionalAction, default=True,
+                    help="ONNX: store mostly-zero weights as sparse initializers (smaller file, same outputs)")
+    ex.set_defaults(func=_cmd_export)
 
     ls = sub.add_parser("list", help="list presets and sweeps")
     ls.set_defaults(func=_cmd_list)
