@@ -1,29 +1,40 @@
 """The ``bregman`` command: a thin layer over the library.
 
     bregman data fetch mnist|fashion-mnist|cifar10 [--root DIR] [--download]
-    bregman train PRESET|FILE [--set key=value]... [--out DIR] [--resume]
+    bregman train PRESET|FILE [--set key=value]... [--out DIR] [--resume | --overwrite]
     bregman sweep SWEEP [--seeds 0 1 2] [--jobs N] [--only LABEL]... [--out DIR]
     bregman report RUN_DIR... --out DIR
     bregman threshold RUN_DIR... --density D
     bregman figure kernels RUN_DIR --out FILE | bregman figure denoise [LABEL=]RUN_DIR... --out FILE
     bregman export RUN_DIR --format onnx|pt --out FILE
     bregman list
+
+A user mistake (a bad value, a missing file, a busy run directory, a missing extra) is one line,
+``bregman: error: ...`` saying what is wrong and what to do, and exit status 2; ``--debug`` (before
+or after the command) shows the traceback instead. Output paths and extras are checked before any
+data is loaded.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 __all__ = ["main"]
 
+#: images per row of `bregman figure denoise` (a figure of 1.2 inches per image)
+MAX_FIGURE_IMAGES = 64
+
 
 def _cmd_fetch(args) -> int:
+    from bregman._atomic import writable_dir
     from bregman.data import fetch
 
+    if args.root is not None:
+        writable_dir(args.root, "--root")
     path = fetch(args.name, args.root, download=args.download, mirror=args.mirror)
     print(f"{args.name}: ready in {path}")
     return 0
@@ -37,8 +48,11 @@ def _cmd_train(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / slug(cfg.name) / f"seed{cfg.seed}"
     extra = {}
     if (out / "paper.json").exists():
-        extra["paper"] = json.loads((out / "paper.json").read_text())
-    summary = train(cfg, out, resume=args.resume, label=args.label, command=_command_line(), extra_summary=extra)
+        from bregman._atomic import read_json_object
+
+        extra["paper"] = read_json_object(out / "paper.json")
+    summary = train(cfg, out, resume=args.resume, overwrite=args.overwrite, label=args.label,
+                    command=_command_line(), extra_summary=extra)
     if summary.get("finished", True) and int(os.environ.get("RANK", "0")) == 0:
         keys = [k for k in summary if k.startswith(("test_", "best_val_"))] + ["best_epoch", "N_total"]
         print("summary: " + ", ".join(f"{k}={summary[k]:.4g}" if isinstance(summary.get(k), float)
@@ -53,14 +67,24 @@ def _cmd_sweep(args) -> int:
 
     sweep = load_sweep(args.sweep)
     out = Path(args.out) if args.out else Path("runs") / sweep.name
-    dirs = run_sweep(sweep, out, seeds=args.seeds, jobs=args.jobs, only=args.only, overrides=args.set or [],
-                     threads=args.threads)
-    print(f"{len(dirs)} runs under {out}; report with: bregman report {out} --out {out}/report")
+    results = run_sweep(sweep, out, seeds=args.seeds, jobs=args.jobs, only=args.only, overrides=args.set or [],
+                        threads=args.threads)
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results)} runs under {out}; report with: bregman report {out} --out {out}/report")
+    if failed:
+        print(f"bregman: error: {len(failed)} of {len(results)} runs failed (their train.log says why; "
+              f"the same command resumes them):", file=sys.stderr)
+        for r in failed:
+            print(f"  {r.label} seed {r.seed}: {r.run_dir / 'train.log'}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _cmd_report(args) -> int:
+    from bregman._extras import require
     from bregman.report import write_report
+
+    require("matplotlib", "bregman report (its plots)")
 
     write_report(args.runs, args.out, title=args.title, command=_command_line())
     print(f"report written to {args.out}")
@@ -72,7 +96,15 @@ def _cmd_report(args) -> int:
 
 def _cmd_figure(args) -> int:
     from bregman import figures
+    from bregman._atomic import writable_dir
+    from bregman._extras import require
 
+    require("matplotlib", "bregman figure")
+    if not 1 <= args.n <= MAX_FIGURE_IMAGES:
+        raise ValueError(f"-n {args.n}: images per row must be in 1..{MAX_FIGURE_IMAGES}")
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a folder: name a PNG file, e.g. --out {Path(args.out) / 'figure.png'}")
+    writable_dir(Path(args.out).parent)
     if args.kind == "kernels":
         if len(args.runs) != 1:
             raise ValueError("`bregman figure kernels` takes one run directory")
@@ -124,6 +156,7 @@ def _command_line() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bregman", description="Sparse neural networks by Bregman learning.")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (anywhere on the line)")
     sub = p.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="data sets").add_subparsers(dest="data_command", required=True)
@@ -139,15 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", help="preset name (see `bregman list`) or path to a TOML file")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     t.add_argument("--out", help="run directory (default: runs/<name>/seed<seed>)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    again = t.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its checkpoint (start it if --out holds none)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --out (its files are deleted once the data has loaded)")
     t.add_argument("--label", help="row label for reports")
     t.set_defaults(func=_cmd_train)
 
     s = sub.add_parser("sweep", help="run a sweep file (skips finished runs, resumes interrupted ones)")
     s.add_argument("sweep", help="sweep name (fig2, fig3, table1, table2, table3) or path")
     s.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the file's)")
-    s.add_argument("--jobs", type=int, default=1, help="runs in parallel (threads split between them)")
-    s.add_argument("--threads", type=int, help="torch threads per run (default: cores // jobs)")
+    s.add_argument("--jobs", type=_positive_int, default=1, help="runs in parallel (threads split between them)")
+    s.add_argument("--threads", type=_positive_int, help="torch threads per run (default: cores // jobs)")
     s.add_argument("--only", action="append", metavar="LABEL", help="run only these rows (repeatable)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override for every run (repeatable)")
     s.add_argument("--out", help="output directory (default: runs/<sweep>)")
@@ -189,18 +226,48 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from bregman.data.errors import DataError
-    from bregman.train.config import ConfigError
-
+def _positive_int(text: str) -> int:
     try:
-        return args.func(args)
-    except (ConfigError, DataError, FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"bregman: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+#: what a user mistake raises (bad values, missing or bad files, a busy run directory, a missing
+#: extra); anything else is a bug, reported with a hint at --debug
+_USER_ERRORS = (ValueError, RuntimeError, OSError, ImportError)
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, _USER_ERRORS):
+        return text
+    return f"{type(e).__name__}: {text} (an internal error: --debug shows the traceback)"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"bregman: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv  # anywhere on the line, before or after the command
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        try:
+            return args.func(args)
+        except KeyboardInterrupt:
+            return 130
+        except Exception as e:
+            if debug:
+                raise
+            print(f"bregman: error: {_one_line(e)}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from bregman._atomic import save_figure
+
 __all__ = ["kernel_grid", "plot_kernels", "kernels_from_run", "plot_denoising", "denoising_from_runs"]
 
 
@@ -66,19 +68,30 @@ def plot_kernels(state_dicts_by_epoch: Mapping[int, Mapping[str, Tensor] | Tenso
         ax.set_title(f"epoch {epoch}: {nonzero}/{total} kernels", fontsize=9)
         ax.set_axis_off()
     fig.suptitle(layer_name, fontsize=10)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=120)
-    return out_path
+    return save_figure(fig, out_path, dpi=120)
 
 
 def kernels_from_run(run_dir: str | Path, out_path: str | Path) -> Path:
-    """:func:`plot_kernels` of a conv-net run's ``kernels.pt`` (its first conv layer's snapshots)."""
+    """:func:`plot_kernels` of a conv-net run's ``kernels.pt`` (its first conv layer's snapshots,
+    ``{epoch: {weight name: c_out × c_in × k × k tensor}}``).
+
+    Raises:
+        FileNotFoundError: no ``kernels.pt`` in ``run_dir``.
+        ValueError: the file holds no such snapshots (empty, another layout, not 4-d weights).
+    """
+    from bregman.train.checkpoint import load_snapshot
+
     path = Path(run_dir) / "kernels.pt"
+    fix = "kernels.pt is written by conv-net training runs (bregman train); train one, or point at its run directory"
     if not path.exists():
         raise FileNotFoundError(f"no {path}: kernel snapshots are saved by conv-net runs")
-    snaps = torch.load(path, weights_only=True)
-    layer = next(iter(next(iter(snaps.values()))))  # {epoch: {weight name: tensor}}
+    snaps = load_snapshot(path, fix=fix)
+    ok = isinstance(snaps, dict) and snaps and all(
+        isinstance(e, int) and isinstance(s, dict) and len(s) == 1
+        and all(isinstance(w, Tensor) and w.ndim == 4 and w.numel() for w in s.values()) for e, s in snaps.items())
+    if not ok:
+        raise ValueError(f"{path} holds no kernel snapshots ({{epoch: {{weight name: 4-d conv weight}}}} expected): {fix}")
+    layer = next(iter(next(iter(snaps.values()))))
     return plot_kernels(snaps, layer, out_path)
 
 
@@ -101,14 +114,17 @@ def plot_denoising(noisy: Tensor, denoised: Tensor | Mapping[str, Tensor], clean
             if i == 0:
                 ax.set_ylabel(name, fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    return Path(out_path)
+    return save_figure(fig, out_path, dpi=100)
 
 
 def denoising_from_runs(run_dirs: Mapping[str, str | Path], out_path: str | Path, *, n: int = 8,
                         data_root: str | None = None) -> Path:
     """:func:`plot_denoising` of finished denoising runs: each run's best-validation model (from its
-    ``checkpoint.pt``) applied to the first ``n`` noisy test images, one row per ``{label: run dir}``."""
+    ``checkpoint.pt``) applied to the first ``n`` noisy test images, one row per ``{label: run dir}``.
+
+    Raises:
+        ValueError: ``n`` below 1 or above the number of test images, or a run is not a denoising one.
+    """
     from bregman.data import load_dataset, noisy_splits
     from bregman.data.loader import to_float
     from bregman.train.checkpoint import load_checkpoint
@@ -117,15 +133,19 @@ def denoising_from_runs(run_dirs: Mapping[str, str | Path], out_path: str | Path
 
     outputs, noisy, clean = {}, None, None
     for label, run_dir in run_dirs.items():
-        ck = load_checkpoint(Path(run_dir) / "checkpoint.pt")
+        ck = load_checkpoint(Path(run_dir) / "checkpoint.pt", keys=("config", "model"),
+                             fix="point at the run directory of a `bregman train mnist-denoise` run")
         cfg = config_from_dict(ck["config"])
         if cfg.dataset != "mnist-denoise":
             raise ValueError(f"{run_dir} is a {cfg.dataset!r} run, not a denoising one (dataset 'mnist-denoise')")
         model = build_model(cfg, torch.device("cpu"))
-        model.load_state_dict(ck["best"]["state"] if ck.get("best", {}).get("state") else ck["model"])
+        best = ck.get("best")
+        model.load_state_dict(best["state"] if isinstance(best, dict) and best.get("state") else ck["model"])
         if noisy is None:
             splits = noisy_splits(load_dataset("mnist", data_root or cfg.data_root, split=cfg.split,
                                                seed=cfg.split_seed), cfg.noise_std, seed=cfg.split_seed)
+            if not 1 <= n <= len(splits.test):
+                raise ValueError(f"-n {n}: the test set has {len(splits.test)} images; ask for 1..{len(splits.test)}")
             noisy, clean = to_float(splits.test.images[:n]), to_float(splits.test.labels[:n])  # [0, 1]
         model.eval()
         with torch.inference_mode():

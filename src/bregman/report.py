@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bregman._atomic import read_json_object, read_jsonl, save_figure, writable_dir, write_text_atomic
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -191,21 +193,6 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
-def _read_metrics(path: Path) -> tuple[dict[str, Any], ...]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    out = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if i == len(lines) - 1:  # a run still training may be half-way through writing it
-                break
-            raise ValueError(f"{path}:{i + 1}: not a JSON object: {e}") from None
-    return tuple(out)
-
-
 def _read_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -218,14 +205,10 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 def _load_run(run_dir: Path) -> Run:
     summary_path = run_dir / SUMMARY_FILE
-    summary = None
-    if summary_path.is_file():
-        try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{summary_path}: not valid JSON: {e}") from None
+    summary = read_json_object(summary_path) if summary_path.is_file() else None
     config = {} if summary is not None else _read_config(run_dir / CONFIG_FILE)
-    return Run(run_dir, _read_metrics(run_dir / METRICS_FILE), summary, config)
+    # a torn last line (a run still writing it, or killed) is dropped with a warning naming the file
+    return Run(run_dir, tuple(read_jsonl(run_dir / METRICS_FILE)), summary, config)
 
 
 def load_runs(paths: str | Path | Iterable[str | Path]) -> list[Run]:
@@ -269,11 +252,11 @@ def _runs_of_report(path: Path) -> list[Run]:
     """The runs stored in a ``report.json``: read from their directory where it is still on disk
     (the newer numbers, with curves), else from the stored summary; a run without one is skipped."""
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-        stored = report["runs"]
+        stored = read_json_object(path)["runs"]
         runs = [_load_run(Path(r["dir"])) if (Path(r["dir"]) / METRICS_FILE).exists()
-                else Run(dir=Path(r["dir"]), metrics=(), summary=r["summary"]) for r in stored if r.get("summary")]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+                else Run(dir=Path(r["dir"]), metrics=(), summary=r["summary"])
+                for r in stored if isinstance(r.get("summary"), dict)]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{str(path)!r} is not a report.json written by `bregman report` ({e}); "
                          f"pass run directories or such a report") from None
     if not runs:
@@ -519,7 +502,12 @@ def _mean_std(runs: Sequence[Run], key: str) -> tuple[list[int], list[float], li
 def plot_curves(rows: Sequence[Row], out_path: str | Path, *, title: str | None = None) -> Path:
     """The four panels of the paper's Fig. 2 against epochs: training accuracy, validation accuracy,
     ℓ1 norm of the weights and non-zero weights N_total; one line per row (mean over seeds) with a
-    shaded ± std band. Panels fall back to losses / SSIM where there is no accuracy (``PANELS``)."""
+    shaded ± std band. Panels fall back to losses / SSIM where there is no accuracy (``PANELS``).
+    Written atomically to ``out_path``."""
+    return save_figure(_curves_figure(rows, title), out_path)
+
+
+def _curves_figure(rows: Sequence[Row], title: str | None):
     fig = _figure((11.5, 8.0))
     axes = fig.subplots(2, 2, sharex=True).ravel()
     colors = [f"C{i % 10}" for i in range(len(rows))]
@@ -557,10 +545,7 @@ def plot_curves(rows: Sequence[Row], out_path: str | Path, *, title: str | None 
         seeds = "  —  mean ± std over seeds" if any(len(row.runs) > 1 for row in rows) else ""
         fig.suptitle(title + seeds, fontsize=13)
     fig.tight_layout(rect=(0, bottom, 1, 0.96 if title else 1))
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path)
-    return out_path
+    return fig
 
 
 def _layer_label(name: str) -> str:
@@ -575,6 +560,10 @@ def plot_active_neurons(run: Run | Sequence[Run], out_path: str | Path,
     Raises:
         ValueError: a run has no ``active_neurons`` in its metrics.
     """
+    return save_figure(_neurons_figure(run, epochs), out_path)
+
+
+def _neurons_figure(run: Run | Sequence[Run], epochs: Sequence[int] | None):
     from matplotlib import colormaps
 
     cmap = colormaps["viridis"]
@@ -605,10 +594,7 @@ def plot_active_neurons(run: Run | Sequence[Run], out_path: str | Path,
         ax.legend(frameon=False, fontsize=8)
         ax.margins(y=0.12)
     fig.tight_layout()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path)
-    return out_path
+    return fig
 
 
 def _n_layers(run: Run) -> int:
@@ -645,24 +631,28 @@ def write_report(paths: str | Path | Iterable[str | Path], out_dir: str | Path, 
       ≥ 2 layers, when ``neurons`` is True, or when it is None (default) and the experiment is the
       denoising one (its name contains "denois").
 
+    Everything is read and drawn before anything is written, and every file is written atomically:
+    a report that fails (a bad run file, a full disk) leaves an earlier one in ``out_dir`` intact,
+    so ``paths`` may include ``out_dir/report.json`` itself (the incremental workflow).
+
     Returns:
         The content of ``report.json``.
     """
+    out = writable_dir(out_dir)
     runs = load_runs(paths)
     rows = aggregate(runs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if isinstance(paths, (str, Path)):
         paths = [paths]
     command = command or " ".join(["bregman report", *map(str, paths)])
     names = list(dict.fromkeys(r.name for r in rows))
     title = title or "Results: " + ", ".join(names)
 
-    plots = [plot_curves(rows, out / "curves.png", title=title).name]
+    figures = {"curves.png": _curves_figure(rows, title)}
     neuron_runs = [row.runs[0] for row in rows
                    if _n_layers(row.runs[0]) >= 2 and (neurons or (neurons is None and "denois" in row.name))]
     if neuron_runs:
-        plots.append(plot_active_neurons(neuron_runs, out / "active_neurons.png").name)
+        figures["active_neurons.png"] = _neurons_figure(neuron_runs, None)
+    plots = list(figures)
 
     label_of = dict(zip(map(id, runs), _labels(runs)))
     report = _jsonable({
@@ -676,7 +666,8 @@ def write_report(paths: str | Path | Iterable[str | Path], out_dir: str | Path, 
         "runs": [{"label": label_of[id(r)], "seed": r.seed, "dir": str(r.dir), "finished": r.finished,
                   "epochs_done": r.epochs_done, "summary": r.summary} for r in runs],
     })
-    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-    (out / "report.json").write_text(text, encoding="utf-8")
-    (out / "report.md").write_text(_markdown(title, command, runs, rows, plots), encoding="utf-8")
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(out / "report.md", _markdown(title, command, runs, rows, plots))
+    for name, fig in figures.items():
+        save_figure(fig, out / name)
     return report

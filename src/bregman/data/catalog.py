@@ -71,9 +71,25 @@ def _read_idx_sets(info: DatasetInfo, directory: Path, verify: bool) -> tuple[Pa
                 f"{info.title} {prefix} files in {directory} do not match: images of shape "
                 f"{tuple(images.shape)}, labels of shape {tuple(labels.shape)}. {info.fix}"
             )
-        return images.unsqueeze(1), labels.long()
+        # Cheap checks that run even without checksums (verify=False): the models take uint8
+        # images, the loss integer labels in 0..C-1.
+        if images.dtype != torch.uint8:
+            raise DataError(f"{info.title} {prefix} images in {directory} are {images.dtype}, not uint8 "
+                            f"(IDX type 0x08). {info.fix}")
+        return images.unsqueeze(1), check_labels(labels, info.num_classes, f"{info.title} {prefix} labels in "
+                                                 f"{directory}", info.fix)
 
     return read_set("train"), read_set("t10k")
+
+
+def check_labels(labels: torch.Tensor, num_classes: int, source: str, fix: str) -> torch.Tensor:
+    """``labels`` as int64 after checking they are integers in ``0..num_classes - 1`` (one pass)."""
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise DataError(f"{source} are {labels.dtype}, not integers. {fix}")
+    if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < num_classes):
+        raise DataError(f"{source} lie in {int(labels.min())}..{int(labels.max())}, outside the classes "
+                        f"0..{num_classes - 1}. {fix}")
+    return labels.long()
 
 
 def _read_cifar_sets(info: DatasetInfo, directory: Path, verify: bool) -> tuple[Pair, Pair]:

@@ -70,22 +70,30 @@ def parse_cifar_batch(data: bytes, *, source: Path | str = "<bytes>", fix: str =
         raise DataError(f"{source} is not a CIFAR-10 python batch ({err}). {fix}") from None
     images = batch.get(b"data") if isinstance(batch, dict) else None
     labels = batch.get(b"labels") if isinstance(batch, dict) else None
+    if isinstance(labels, (list, tuple, np.ndarray)):
+        try:  # the official batches hold a list of Python ints
+            labels = np.asarray(labels)
+        except ValueError:  # ragged
+            labels = None
+    else:
+        labels = None
     if (
         not isinstance(images, np.ndarray)
         or images.dtype != np.uint8
         or images.ndim != 2
         or images.shape[1] != 3 * 32 * 32
         or labels is None
-        or len(labels) != images.shape[0]
+        or labels.shape != (images.shape[0],)
     ):
         raise DataError(
             f"{source} is not a CIFAR-10 python batch: expected a dict with b'data' (uint8, "
-            f"N x 3072) and b'labels' (N ints). {fix}"
+            f"N x 3072) and b'labels' (a list of N ints). {fix}"
         )
-    labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-    if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < NUM_CLASSES):
+    if labels.size and labels.dtype.kind not in "iu":  # a float label such as 1.7 is refused, not made 1
+        raise DataError(f"{source}: labels of type {labels.dtype}, not integers. {fix}")
+    if labels.size and not (0 <= int(labels.min()) and int(labels.max()) < NUM_CLASSES):
         raise DataError(f"{source}: labels outside 0..{NUM_CLASSES - 1}. {fix}")
-    return torch.from_numpy(images.reshape(-1, *IMAGE_SHAPE).copy()), labels
+    return torch.from_numpy(images.reshape(-1, *IMAGE_SHAPE).copy()), torch.from_numpy(labels.astype(np.int64))
 
 
 def read_cifar_batch(

@@ -5,23 +5,36 @@ from a :class:`~bregman.train.config.Config`, trains, and writes into ``run_dir`
 
 * ``config.toml``: the resolved config;
 * ``metrics.jsonl``: one JSON object per epoch (losses, scores, N_total, N_linear, N_conv,
-  active neurons, ℓ1 norm, learning rate, seconds);
-* ``checkpoint.pt``: everything needed to resume, written atomically after every epoch;
+  active neurons, ℓ1 norm, learning rate, seconds, skipped non-finite steps), appended line by
+  line and fsynced;
+* ``checkpoint.pt``: everything needed to resume, written atomically every ``checkpoint_every``
+  epochs and after the last;
 * ``summary.json``: best epoch (by validation score), test score of the best model, densities at
   the best epoch, wall time, git revision.
 
-Inside an epoch nothing syncs with the host: losses and scores accumulate on the device and are
-read once per epoch (and every few batches for the progress bar, only when it is shown).
+The run directory has one owner (:class:`bregman.train.rundir.RunLock`, taken before anything is
+read or written); a directory that already holds a run's files needs ``resume`` or ``overwrite``.
+Every file is written atomically (:mod:`bregman._atomic`).
+
+Non-finite numbers: after each backward pass one reduction checks the loss and every gradient
+(the max-abs norm of each gradient, one ``isfinite`` over them and the loss: one host sync per
+step, as ``torch.amp.GradScaler``'s). A non-finite value stops the run at that step, naming the
+epoch, the step and the parameter (``nonfinite="stop"``, the last checkpoint is intact), or skips
+that step's update (``nonfinite="skip"``; the epoch's ``nonfinite_steps`` counts them). Losses and
+scores accumulate on the device and are read once per epoch (and every few batches for the
+progress bar, only when it is shown).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import json
 import math
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -31,12 +44,15 @@ from torch import nn
 
 from bregman import init, metrics, regularizers
 from bregman.control import DensityController
+from bregman._atomic import append_line, read_json_object, write_text_atomic
+from bregman._extras import require
 from bregman.optim import OPTIMIZERS, create_optimizer
 from bregman.params import param_groups
 from bregman.train import distributed as dist_util
 from bregman.train import speed
-from bregman.train.checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from bregman.train.checkpoint import RESUME_KEYS, load_checkpoint, load_snapshot, save_atomic
 from bregman.train.config import Config, config_from_dict, config_to_dict, save_config
+from bregman.train.rundir import RunLock, artefacts, remove_artefacts
 from bregman.train.tasks import Task, task_for
 
 __all__ = ["train", "TrainingError", "build_model", "build_optimizer", "build_loaders", "evaluate"]
@@ -44,11 +60,15 @@ __all__ = ["train", "TrainingError", "build_model", "build_optimizer", "build_lo
 #: Config fields that may differ between a run and its resumption (they do not change results).
 RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "checkpoint_every", "data_root", "device",
                                "eval_batch_size", "threshold_target", "threshold_structured", "verify_data",
-                               "retain_memory", "fuse_conv_pool", "support_conv"})
+                               "retain_memory", "fuse_conv_pool", "support_conv", "nonfinite"})
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss, a checkpoint that does not fit the config)."""
+
+
+class NonFiniteError(TrainingError):
+    """A non-finite loss or gradient at one step (``nonfinite="stop"``); the message names it."""
 
 
 # --------------------------------------------------------------------------------------- building
@@ -174,14 +194,47 @@ def _penalty(groups: list[dict[str, Any]]) -> torch.Tensor | float:
     return sum(g["reg"].value(p) for g in groups for p in g["params"])
 
 
+def _all_finite(objective: torch.Tensor | None, grads: list[torch.Tensor]) -> bool:
+    """Whether ``objective`` (unless ``None``) and every entry of ``grads`` are finite.
+
+    One max-abs norm per gradient (a foreach call where the device has one; NaN and ±inf propagate
+    through it), then one ``isfinite`` over those and the objective: a single host sync."""
+    parts = [] if objective is None else [objective.detach().float().reshape(1)]
+    if grads:
+        parts.append(torch.nn.utils.get_total_norm(grads, norm_type=math.inf).float().reshape(1))
+    return not parts or bool(torch.isfinite(torch.cat(parts)).all())
+
+
+def _nonfinite_what(objective: torch.Tensor, params: list[torch.Tensor], names: dict[int, str]) -> str:
+    """Which number is not finite: the loss, else the first parameter with a non-finite gradient
+    (how many entries, and one of their values). Runs only once something was found."""
+    if not torch.isfinite(objective.detach()).all():
+        return f"training loss ({objective.item()})"
+    for p in params:
+        if p.grad is not None and not torch.isfinite(p.grad).all():
+            bad = p.grad[~torch.isfinite(p.grad)]
+            return (f"gradient of {names.get(id(p), 'a parameter')} ({bad.numel()} of {p.grad.numel()} "
+                    f"entries non-finite, e.g. {bad[0].item()})")
+    return "gradient"
+
+
 def train_epoch(model: nn.Module, forward: nn.Module, opt, loader, task: Task, cfg: Config,
                 groups: list[dict[str, Any]], info: dist_util.DistInfo, device: torch.device,
-                bar=None) -> dict[str, float]:
+                bar=None, *, epoch: int = 1) -> dict[str, float]:
+    """One pass over ``loader``; returns the mean training loss and score of the steps taken and
+    ``nonfinite_steps``, the number skipped (``cfg.nonfinite == "skip"``).
+
+    Raises:
+        NonFiniteError: a non-finite loss or gradient with ``cfg.nonfinite == "stop"`` (before the
+            optimizer step: the parameters are those after the previous step), or every step of
+            the epoch was skipped.
+    """
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     score_sum = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
+    count = skipped = 0
     params = [p for g in groups for p in g["params"]]
+    names = {id(p): n for n, p in model.named_parameters()}
     for k, (x, y) in enumerate(loader):
         with _autocast(cfg, device):
             out = forward(x)
@@ -194,6 +247,16 @@ def train_epoch(model: nn.Module, forward: nn.Module, opt, loader, task: Task, c
         objective.backward()
         if info.enabled:
             dist_util.all_reduce_grads(params, local_count=len(x))
+        # Data parallel: the all-reduced gradients are the same on every rank, the local loss is
+        # not; checking only the gradients keeps every rank's decision the same.
+        if not _all_finite(None if info.enabled else objective, [p.grad for p in params if p.grad is not None]):
+            if cfg.nonfinite == "stop":
+                raise NonFiniteError(f"non-finite {_nonfinite_what(objective, params, names)} at epoch {epoch}, "
+                                     f"step {k + 1} of {len(loader)}")
+            skipped += 1
+            if bar is not None:
+                bar.update(1)
+            continue
         opt.step()
         loss_sum += loss.detach() * len(x)
         if task.train_score:
@@ -208,7 +271,11 @@ def train_epoch(model: nn.Module, forward: nn.Module, opt, loader, task: Task, c
         totals = dist_util.all_reduce_sum(torch.stack([loss_sum, score_sum,
                                                        torch.tensor(count, dtype=torch.float64, device=device)]))
         loss_sum, score_sum, count = totals[0], totals[1], totals[2].item()
-    return {"loss": loss_sum.item() / count, "score": score_sum.item() / count if task.train_score else None}
+    if not count:
+        raise NonFiniteError(f"every one of the {skipped} steps of epoch {epoch} had a non-finite loss or "
+                             f"gradient (nonfinite=skip skipped them all)")
+    return {"loss": loss_sum.item() / count, "score": score_sum.item() / count if task.train_score else None,
+            "nonfinite_steps": skipped}
 
 
 @torch.inference_mode()
@@ -243,14 +310,78 @@ def git_revision() -> str:
     return "unknown"
 
 
-def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
+_FRESH = "pass --overwrite to start it afresh (its files are replaced), or choose another --out"
+
+
+def _check_resumable(saved: Config, cfg: Config, path: Path, done: int) -> None:
     a, b = config_to_dict(saved), config_to_dict(cfg)
+    if a["name"] != b["name"]:
+        raise TrainingError(f"cannot resume {path}: it is a run of experiment {a['name']!r}, not {b['name']!r}; "
+                            f"choose another --out, or pass --overwrite to replace it")
     diff = sorted(k for k in a if a[k] != b.get(k) and k not in RESUMABLE_CHANGES)
     if diff:
         details = ", ".join(f"{k}: {a[k]!r} → {b.get(k)!r}" for k in diff)
         raise TrainingError(f"cannot resume {path}: the config differs in {details}; "
-                            f"use the same settings (only {sorted(RESUMABLE_CHANGES)} may change) "
-                            f"or a new --out directory")
+                            f"use the same settings (only {sorted(RESUMABLE_CHANGES)} may change), "
+                            f"or {_FRESH}")
+    if done > cfg.epochs:
+        raise TrainingError(f"cannot resume {path}: it has {done} epochs done, more than epochs={cfg.epochs}; "
+                            f"set epochs ≥ {done} to continue it (--set epochs=...), or {_FRESH}")
+
+
+def _checkpoint_to_resume(run_dir: Path, cfg: Config, device: torch.device, *, resume: bool,
+                          overwrite: bool) -> dict[str, Any] | None:
+    """The checkpoint to continue from, or ``None`` to start afresh. A directory that holds a
+    run's files is refused unless ``overwrite``, or ``resume`` with a checkpoint of this config."""
+    found = artefacts(run_dir)
+    ckpt = run_dir / "checkpoint.pt"
+    if overwrite or not found:
+        return None
+    files = ", ".join(found)
+    if not ckpt.exists():
+        raise TrainingError(f"{run_dir} already holds a run ({files}) without a checkpoint.pt to resume from "
+                            f"(checkpoint_every=0 saves one only after the last epoch); {_FRESH}")
+    if not resume:
+        raise TrainingError(f"{run_dir} already holds a run ({files}); pass --resume to continue it from its "
+                            f"checkpoint, --overwrite to replace it, or choose another --out")
+    ck = load_checkpoint(ckpt, device, keys=RESUME_KEYS, fix=_FRESH)
+    _check_resumable(config_from_dict(ck["config"]), cfg, ckpt, len(ck["history"]))
+    return ck
+
+
+def _finished_summary(run_dir: Path, ck: dict[str, Any] | None, cfg: Config) -> dict[str, Any] | None:
+    """The summary of a run that has already trained ``cfg.epochs`` epochs and been tested: resuming
+    it changes nothing (and keeps what ``bregman threshold`` added)."""
+    path = run_dir / "summary.json"
+    if ck is None or len(ck["history"]) != cfg.epochs or not path.is_file():
+        return None
+    summary = read_json_object(path)
+    return summary if summary.get("finished") else None
+
+
+def _warn_stale_thresh(run_dir: Path, cfg: Config) -> None:
+    path = run_dir / "summary.json"
+    if cfg.threshold_target is None and path.is_file() and "thresh" in read_json_object(path):
+        warnings.warn(f"{path}: its thresh entry (of `bregman threshold`) belongs to the earlier best model and is "
+                      f"dropped; run `bregman threshold {run_dir} --density D` again when training has finished",
+                      stacklevel=3)
+
+
+def _saved_state(run_dir: Path, saved_epoch: int | None, cfg: Config) -> str:
+    if saved_epoch:
+        return f"the checkpoint of epoch {saved_epoch} in {run_dir} is intact"
+    return f"no checkpoint was saved yet (checkpoint_every={cfg.checkpoint_every})"
+
+
+def _nonfinite_error(what: str, run_dir: Path, saved_epoch: int | None, cfg: Config, lr: float) -> TrainingError:
+    """``what`` and the ways on: lower the learning rate, or skip such steps."""
+    cause = f"the learning rate {lr:g} is likely too large: lower it (--set lr=...)"
+    if saved_epoch:
+        way = (f"{cause} and start afresh with --overwrite, or skip such steps from the checkpoint on: "
+               f"--resume --set nonfinite=skip")
+    else:
+        way = f"{cause}, or skip such steps (--set nonfinite=skip), and start afresh with --overwrite"
+    return TrainingError(f"{what}; {_saved_state(run_dir, saved_epoch, cfg)}. The run stopped: {way}")
 
 
 class _Table:
@@ -278,27 +409,60 @@ class _Table:
 
 
 def _progress_on(cfg: Config, info: dist_util.DistInfo) -> bool:
-    if not info.is_main or cfg.progress == "off":
+    """Whether to show the progress bar; ``progress="on"`` without tqdm is an error, ``"auto"``
+    falls back to the table."""
+    if not info.is_main or cfg.progress == "off" or (cfg.progress == "auto" and not sys.stderr.isatty()):
         return False
-    return cfg.progress == "on" or sys.stderr.isatty()
+    if cfg.progress == "on":
+        require("tqdm", "progress=on", instead="or --set progress=off")
+        return True
+    return importlib.util.find_spec("tqdm") is not None
 
 
 # ------------------------------------------------------------------------------------- the run
-def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str | None = None,
-          command: str = "", extra_summary: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train ``cfg`` into ``run_dir``; returns the summary. ``resume`` continues from the checkpoint."""
+def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+          label: str | None = None, command: str = "", extra_summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``cfg`` into ``run_dir``; returns the summary.
+
+    ``run_dir`` is locked for this process first (:class:`~bregman.train.rundir.RunLock`). If it
+    already holds a run's files, ``resume`` continues that run from its checkpoint (a finished run is
+    left as it is) and ``overwrite`` replaces them (once the data has loaded); without either that
+    is an error, as is resuming a run of another config.
+
+    Raises:
+        TrainingError: the directory holds another run, the checkpoint does not fit, or a
+            non-finite loss or gradient (``nonfinite="stop"``); the message says how to go on.
+        bregman.train.rundir.RunDirBusy: another process holds ``run_dir``.
+    """
     run_dir = Path(run_dir)
+    if resume and overwrite:
+        raise TrainingError("--resume continues a run and --overwrite replaces it: pass only one of them")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     info = dist_util.setup(device.type)
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
+    show_bar = _progress_on(cfg, info)
+    with RunLock(run_dir) if info.is_main else nullcontext():
+        ck = _checkpoint_to_resume(run_dir, cfg, device, resume=resume, overwrite=overwrite)
+        summary = _finished_summary(run_dir, ck, cfg)
+        if summary is not None:
+            if info.is_main:
+                print(f"{run_dir} has finished ({cfg.epochs} epochs); nothing to do "
+                      f"(--resume --set epochs=N trains it further)", file=sys.stderr)
+        else:
+            summary = _run(cfg, run_dir, ck, device, info, show_bar, overwrite=overwrite, label=label,
+                           command=command, extra_summary=extra_summary)
+    dist_util.teardown()
+    return summary
+
+
+def _run(cfg: Config, run_dir: Path, ck: dict[str, Any] | None, device: torch.device, info: dist_util.DistInfo,
+         show_bar: bool, *, overwrite: bool, label: str | None, command: str,
+         extra_summary: dict[str, Any] | None) -> dict[str, Any]:
     task = task_for(cfg.dataset)
     ckpt_path = run_dir / "checkpoint.pt"
-    if not resume and (run_dir / "metrics.jsonl").exists():
-        raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-
     train_loader, val_loader, test_loader = build_loaders(cfg, device, info)
     model = build_model(cfg, device)
     groups = regularizer_groups(cfg, model)
@@ -325,9 +489,10 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": 0, "score": -math.inf, "state": None, "metrics": None}
     wall = 0.0
-    if resume and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path, map_location=device)
-        _check_resumable(config_from_dict(ck["config"]), cfg, ckpt_path)
+    saved_epoch = None  # the epoch of the checkpoint on disk
+    if overwrite and info.is_main:  # only now: a config or data error above leaves the old run as it was
+        remove_artefacts(run_dir)
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         if sched is not None and ck["scheduler"] is not None:
@@ -335,18 +500,25 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
         train_loader.load_state_dict(ck["loader"])
         torch.set_rng_state(ck["rng"])
         history, best, wall = ck["history"], ck["best"], ck["wall_time"]
+        saved_epoch = len(history)
         if pruner is not None and ck.get("pruner") is not None:
             pruner.load_state_dict(ck["pruner"])
         if controller is not None and ck.get("controller") is not None:
             controller.load_state_dict(ck["controller"])
         if snap_name is not None and snap_path.exists():
-            snaps.update(torch.load(snap_path, weights_only=True))
-    elif resume and (run_dir / "metrics.jsonl").exists():
-        raise TrainingError(f"{run_dir} has metrics but no checkpoint.pt to resume from")
+            saved = load_snapshot(snap_path, fix="delete it (the kernel snapshots of Fig. 1; later ones are saved "
+                                                 "again) and resume")
+            if not isinstance(saved, dict):
+                raise TrainingError(f"{snap_path} holds a {type(saved).__name__}, not kernel snapshots: delete it "
+                                    f"(later snapshots are saved again) and resume")
+            snaps.update(saved)
+        if info.is_main:
+            _warn_stale_thresh(run_dir, cfg)
 
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.toml")
+        if ck is not None:  # epochs logged after the checkpoint (and a torn last line) are trained again
+            write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
     rev = git_revision()
     meta = {"name": cfg.name, "label": label or cfg.name, "seed": cfg.seed, "optimizer": cfg.optimizer,
             "epochs": cfg.epochs, "git_rev": rev, "command": command, **(extra_summary or {})}
@@ -354,7 +526,6 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
         meta.update(target_density=cfg.target_density, target_measure=cfg.target_measure)
 
     table = _Table(task.score_name)
-    show_bar = _progress_on(cfg, info)
     if info.is_main and not show_bar:
         table.header()
         for m in history:
@@ -368,14 +539,20 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
             t0 = time.perf_counter()
             density = history[-1]["N_total"] if history else None
             bar = _make_bar(len(train_loader), epoch, cfg.epochs, density) if show_bar else None
-            tr = train_epoch(model, forward, opt, train_loader, task, cfg, groups, info, device, bar)
-            if bar is not None:
-                bar.close()
-            if not math.isfinite(tr["loss"]):
-                raise TrainingError(
-                    f"non-finite training loss ({tr['loss']}) in epoch {epoch}: the learning rate "
-                    f"{opt.param_groups[0]['lr']:g} is likely too large; lower it (--set lr=...). "
-                    f"The checkpoint of epoch {epoch - 1} in {run_dir} is intact.")
+            try:
+                tr = train_epoch(model, forward, opt, train_loader, task, cfg, groups, info, device, bar,
+                                 epoch=epoch)
+            except NonFiniteError as e:
+                raise _nonfinite_error(str(e), run_dir, saved_epoch, cfg, opt.param_groups[0]["lr"]) from None
+            finally:
+                if bar is not None:
+                    bar.close()
+            if not math.isfinite(tr["loss"]):  # data parallel: the per-step check looks at gradients only
+                raise _nonfinite_error(f"non-finite training loss ({tr['loss']}) in epoch {epoch}", run_dir,
+                                       saved_epoch, cfg, opt.param_groups[0]["lr"])
+            if tr["nonfinite_steps"] and info.is_main:
+                print(f"epoch {epoch}: skipped {tr['nonfinite_steps']} steps with a non-finite loss or gradient "
+                      f"(nonfinite=skip)", file=sys.stderr, flush=True)
             if pruner is not None:
                 pruner.update(epoch)
             if controller is not None and cfg.target_every == "epoch":
@@ -391,7 +568,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
             row = {"epoch": epoch, "train_loss": tr["loss"], f"train_{s}": tr["score"], "val_loss": va["loss"],
                    f"val_{s}": va["score"], **{k: sparsity[k] for k in ("N_total", "N_linear", "N_conv",
                                                                         "active_neurons", "l1_norm")},
-                   "lr": lr, "seconds": seconds}
+                   "lr": lr, "seconds": seconds, "nonfinite_steps": tr["nonfinite_steps"]}
             if controller is not None:  # the scheduled target now and the λ that holds the density there
                 row.update(target_density=controller.target_at(controller.steps), lam=controller.lams(),
                            density_before_control=controller.density_before)
@@ -405,7 +582,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
             if info.is_main:
                 if not show_bar:
                     table.row(row)
-                write_text_atomic("".join(json.dumps(m) + "\n" for m in history), run_dir / "metrics.jsonl")
+                append_line(run_dir / "metrics.jsonl", json.dumps(row))
                 last = epoch == cfg.epochs
                 if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
                     save_atomic({"config": config_to_dict(cfg), "model": model.state_dict(),
@@ -416,19 +593,19 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, label: str 
                                  "pruner": pruner.state_dict() if pruner is not None else None,
                                  "controller": controller.state_dict() if controller is not None else None},
                                 ckpt_path)
+                    saved_epoch = epoch
                 _write_summary(run_dir, meta, history, best, wall, task, finished=False)
                 snapshot(epoch)
     except KeyboardInterrupt:
         if info.is_main:
-            print(f"\ninterrupted; the last checkpoint in {run_dir} is intact: continue with --resume",
-                  file=sys.stderr)
+            way = "continue with --resume" if saved_epoch else "start afresh with --overwrite"
+            print(f"\ninterrupted; {_saved_state(run_dir, saved_epoch, cfg)}: {way}", file=sys.stderr)
         raise
 
     summary = finish(model, forward, best, test_loader, task, cfg, device, val_loader=val_loader,
                      train_loader=train_loader)
     if info.is_main:
         summary = _write_summary(run_dir, meta, history, best, wall, task, finished=True, test=summary)
-    dist_util.teardown()
     return summary
 
 
@@ -471,7 +648,7 @@ def _write_summary(run_dir: Path, meta: dict, history: list, best: dict, wall: f
         from bregman.train.threshold import summary_extra
 
         summary["extra"] = {**summary.get("extra", {}), **summary_extra(test["thresh"])}
-    write_text_atomic(json.dumps(summary, indent=2) + "\n", run_dir / "summary.json")
+    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 

@@ -85,29 +85,45 @@ def threshold_run(run_dir: str | Path, density: float, *, structured: bool | Non
     """Threshold the best model of the finished run in ``run_dir`` to ``density``, evaluate it and
     write the result into its ``summary.json`` (``thresh`` and ``extra.thresh_*``; an earlier
     ``thresh`` is replaced). ``structured`` defaults to the run's ``threshold_structured``;
-    ``data_root`` overrides the run's (the data must be where this machine can read it).
+    ``data_root`` overrides the run's (the data must be where this machine can read it). The run
+    directory is locked meanwhile (:class:`~bregman.train.rundir.RunLock`): a run still training
+    there is not touched.
 
     Raises:
         FileNotFoundError: no checkpoint.pt / summary.json in ``run_dir``.
         ValueError: ``density`` outside (0, 1], or the checkpoint has no best model.
+        bregman.train.rundir.RunDirBusy: another process holds ``run_dir``.
     """
-    import dataclasses
-
-    from bregman.train import distributed as dist_util
-    from bregman.train.checkpoint import load_checkpoint, write_text_atomic
-    from bregman.train.config import config_from_dict
-    from bregman.train.loop import build_loaders, build_model, clean_train_loader, resolve_device
-    from bregman.train.tasks import task_for
+    from bregman.train.rundir import RunLock
 
     if not 0.0 < density <= 1.0:
         raise ValueError(f"Invalid density: {density!r} (must be in (0, 1])")
     run_dir = Path(run_dir)
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
+    if not (run_dir / "summary.json").is_file():
         raise FileNotFoundError(f"no summary.json in {run_dir}: is it a finished run?")
+    with RunLock(run_dir, flag="run directory", purpose="threshold"):
+        return _threshold_locked(run_dir, density, structured, data_root, device)
+
+
+def _threshold_locked(run_dir: Path, density: float, structured: bool | None, data_root: str | None,
+                      device: str) -> dict[str, Any]:
+    import dataclasses
+
+    from bregman._atomic import read_json_object, write_text_atomic
+    from bregman.train import distributed as dist_util
+    from bregman.train.checkpoint import load_checkpoint
+    from bregman.train.config import config_from_dict
+    from bregman.train.loop import build_loaders, build_model, clean_train_loader, resolve_device
+    from bregman.train.tasks import task_for
+
+    summary_path = run_dir / "summary.json"
+    summary = read_json_object(summary_path)
+    if not summary.get("finished"):
+        raise ValueError(f"{run_dir} has not finished training: finish it first "
+                         f"`bregman train {run_dir / 'config.toml'} --out {run_dir} --resume`")
     dev = resolve_device(device)
-    ck = load_checkpoint(run_dir / "checkpoint.pt", map_location=dev)
-    if ck["best"]["state"] is None:
+    ck = load_checkpoint(run_dir / "checkpoint.pt", map_location=dev, keys=("config", "best"))
+    if not isinstance(ck["best"], dict) or ck["best"].get("state") is None:
         raise ValueError(f"{run_dir}/checkpoint.pt holds no best model (no epoch was eligible)")
     cfg = config_from_dict(ck["config"])
     cfg = dataclasses.replace(cfg, device=device, **({"data_root": data_root} if data_root else {}))
@@ -118,11 +134,10 @@ def threshold_run(run_dir: str | Path, density: float, *, structured: bool | Non
     train = clean_train_loader(train_loader, cfg.eval_batch_size, dev)
     thresh = evaluate_thresholded(model, model, {"test": test, "val": val, "train": train},
                                   task_for(cfg.dataset), cfg, dev, density, structured=structured)
-    summary = json.loads(summary_path.read_text())
     summary["thresh"] = thresh
     summary["extra"] = {**{k: v for k, v in (summary.get("extra") or {}).items() if not k.startswith("thresh_")},
                         **summary_extra(thresh)}
-    write_text_atomic(json.dumps(summary, indent=2) + "\n", summary_path)
+    write_text_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
     return thresh
 
 
