@@ -143,7 +143,8 @@ def denoising_from_runs(run_dirs: Mapping[str, str | Path], out_path: str | Path
         model.load_state_dict(best["state"] if isinstance(best, dict) and best.get("state") else ck["model"])
         if noisy is None:
             splits = noisy_splits(load_dataset("mnist", data_root or cfg.data_root, split=cfg.split,
-                                               seed=cfg.split_seed), cfg.noise_std, seed=cfg.split_seed)
+                                               seed=cfg.split_seed, verify=cfg.verify_data),
+                                  cfg.noise_std, seed=cfg.split_seed)
             if not 1 <= n <= len(splits.test):
                 raise ValueError(f"-n {n}: the test set has {len(splits.test)} images; ask for 1..{len(splits.test)}")
             noisy, clean = to_float(splits.test.images[:n]), to_float(splits.test.labels[:n])  # [0, 1]
