@@ -127,23 +127,21 @@ class _Plan:
 
 
 def _rows_zero(m: nn.Module, idx: list[int]) -> Tensor:
-    w = m.weight.detach()[idx]
-    return w.flatten(1).eq(0).all(1)
+    """Per output channel in ``idx``: whether its weights (row, filter) are all zero."""
+    return m.weight.detach()[idx].flatten(1).eq(0).all(1)
 
 
 def _cols_zero(m: nn.Module, idx: list[int]) -> Tensor:
-    w = m.weight.detach()[:, idx]
-    return w.transpose(0, 1).flatten(1).eq(0).all(1)
+    """Per input channel in ``idx``: whether no weight reads it (a zero column)."""
+    return m.weight.detach()[:, idx].transpose(0, 1).flatten(1).eq(0).all(1)
 
 
 def _constant(x: Tensor, idx: list[int], conv: bool) -> tuple[Tensor, Tensor]:
-    """Per channel of ``idx`` in a recorded consumer input ``x`` (N×C×… ): its value and whether it
-    is the same everywhere (over the batch, and over positions for a convolution's input)."""
-    v = x.detach()[:, idx]
-    v = v.transpose(0, 1).flatten(1) if conv else v.transpose(0, 1).reshape(len(idx), x.shape[0], -1)
-    first = v[:, :1]
-    same = (v == first).flatten(1).all(1)
-    return first.flatten(1)[:, 0] if conv else first[:, 0, 0], same
+    """Per channel of ``idx`` in a recorded consumer input ``x`` (a convolution's N×C×H×W, a linear
+    layer's …×C): its first value, and whether it takes that value everywhere (over the batch, and
+    over the positions of a convolution's input)."""
+    v = x.detach()[:, idx].transpose(0, 1).flatten(1) if conv else x.detach()[..., idx].reshape(-1, len(idx)).t()
+    return v[:, 0], (v == v[:, :1]).all(1)
 
 
 def _group_plan(dg, group, recorded: dict[nn.Module, Tensor], names: dict[nn.Module, str]) -> _Plan | None:
@@ -183,8 +181,8 @@ def _group_plan(dg, group, recorded: dict[nn.Module, Tensor], names: dict[nn.Mod
                 j = item.root_idxs[int(bad.nonzero()[0])]
                 raise CompactionError(
                     f"channel {j} of {names.get(root_dep.target.module)!r} has zero weights in every "
-                    f"producer but varies with the input at {names.get(m)!r}: compaction cannot follow the "
-                    f"model's structure")
+                    f"producer but is not one constant at {names.get(m)!r} (it varies with the input or "
+                    f"over positions): compaction cannot follow the model's structure")
             contribution = _per_column(m.weight.detach()[:, item.idxs]) * value.to(m.weight.dtype)  # out × k
             if isinstance(m, nn.Conv2d) and any(p != 0 for p in m.padding):
                 # the zero border sees 0, not c_j: the channel's effect is not a bias unless c_j = 0
@@ -214,11 +212,7 @@ def _scatter(n: int, root_idxs: list[int], flags: Tensor, *, all_: bool) -> Tens
     """Per root channel: whether all (``all_``) or any of its entries in ``flags`` hold."""
     out = torch.full((n,), all_, dtype=torch.bool)
     idx = torch.as_tensor(root_idxs, dtype=torch.long)
-    if all_:
-        out.scatter_reduce_(0, idx, flags, reduce="amin")
-    else:
-        out.scatter_reduce_(0, idx, flags, reduce="amax")
-    return out
+    return out.scatter_reduce_(0, idx, flags, reduce="amin" if all_ else "amax")
 
 
 def _record_inputs(model: nn.Module, inputs: tuple[Tensor, ...]) -> dict[nn.Module, Tensor]:

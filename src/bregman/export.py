@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from bregman._atomic import write_atomic
-from bregman.compact import compact, count_parameters, require_extra
+from bregman.compact import SparseLinear, compact, count_parameters, require_extra
 
 __all__ = ["FORMATS", "export_model", "load_exported", "export_run", "ExportReport", "sparse_initializers_"]
 
@@ -153,7 +153,7 @@ def export_model(model: nn.Module, example: Tensor, path: str | os.PathLike, fmt
     path = Path(path)
     fmt = fmt or next((k for k, s in FORMATS.items() if path.suffix == s), "onnx")
     _check_format(fmt)
-    if any(type(m).__name__ == "SparseLinear" for m in model.modules()):
+    if any(isinstance(m, SparseLinear) for m in model.modules()):
         raise ValueError("sparse-format layers (SparseLinear) do not export; compact without sparse_below")
     if sparse_weights and fmt != "onnx":
         raise ValueError(f"sparse_weights applies to ONNX files only, not {fmt!r}")
