@@ -60,7 +60,7 @@ def proxsgd(params: list[Tensor], grads: list[Tensor], *, lr: float | Tensor, re
 def _single_tensor_proxsgd(params, grads, *, lr, reg, maximize) -> None:
     for p, g in zip(params, grads):
         p.add_(g, alpha=lr if maximize else -lr)
-        reg.prox_(p, lr)
+        reg.prox_(p, to_float(lr))  # (the prox takes τ as a number)
 
 
 def _multi_tensor_proxsgd(params, grads, *, lr, reg, maximize) -> None:
