@@ -11,6 +11,8 @@ import pytest
 from bregman import report
 
 PNG = b"\x89PNG\r\n\x1a\n"
+# runs_dir holds a run still writing its last metrics line: read back, it warns (tested once below)
+pytestmark = pytest.mark.filterwarnings("ignore:.*metrics.jsonl. the last line:UserWarning")
 LINBREG, SGD = "LinBreg λ=1e-1", "SGD"
 
 
@@ -84,7 +86,8 @@ def runs_dir(tmp_path):
 
 
 def test_load_runs_finds_nested_runs_in_natural_order(runs_dir):
-    runs = report.load_runs([runs_dir])
+    with pytest.warns(UserWarning, match=r"seed1/metrics\.jsonl: the last line \(3\) is incomplete"):
+        runs = report.load_runs([runs_dir])
     assert [(r.name, r.seed, r.finished) for r in runs] == [
         ("fig2-linbreg", 0, True), ("fig2-linbreg", 1, True), ("fig2-sgd", 0, True), ("fig2-sgd", 1, False)]
     assert len(runs[3].metrics) == 2  # the half-written last line is skipped
@@ -243,3 +246,37 @@ def test_a_json_that_is_no_report_is_an_error_naming_it(tmp_path):
     bad.write_text('{"rows": []}', encoding="utf-8")
     with pytest.raises(ValueError, match="notes.json.*is not a report.json"):
         report.load_runs([bad])
+
+
+def test_a_failed_report_json_write_leaves_the_old_report_intact(runs_dir, tmp_path):
+    """The incremental workflow (an earlier report.json plus new runs, into the same folder) with a
+    file size limit (``ulimit -f``) that the new report.json exceeds: one line of error, and the
+    old report, its Markdown and its plot are as they were, with no temporary file left."""
+    out = tmp_path / "rep"
+    first = report.write_report([runs_dir / "fig2" / "linbreg"], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    limit = len(json.dumps(first, indent=2, ensure_ascii=False)) + 200  # the new one, with SGD, is longer
+    code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+            "from bregman.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "report", str(out / "report.json"), str(runs_dir / "fig2" / "sgd"),
+                           "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    err = [line for line in proc.stderr.splitlines() if "warning" not in line]
+    assert len(err) == 1 and err[0].startswith(f"bregman: error: cannot write {out / 'report.json'} (File too large)")
+    assert "Traceback" not in proc.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("file, text, message", [
+    ("summary.json", "[1, 2]", r"summary\.json holds a JSON list, not an object"),
+    ("summary.json", '"done"', r"summary\.json holds a JSON str, not an object"),
+    ("metrics.jsonl", '{"epoch": 1}\n[1]\n{"epoch": 2}\n', r"metrics\.jsonl:2: a JSON list, not an object"),
+])
+def test_run_files_of_the_wrong_json_type_are_errors_naming_them(tmp_path, file, text, message):
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    (d / file).write_text(text)
+    with pytest.raises(ValueError, match=message):
+        report.load_runs(d)
