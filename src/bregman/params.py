@@ -214,11 +214,15 @@ def _assign(model: nn.Module, regs: dict[str, Regularizer], rules: Sequence[Rule
             used[hit] = True
             reg, group = rules[hit][1], f"rule {rules[hit][0]}"
         out.append((info, _fit(reg, info), group))
+    names = [info.name for info in infos]
     unused = [pattern for (pattern, _), u in zip(rules, used) if not u]
-    if unused:
-        names = [info.name for info in infos]
-        raise ValueError(f"rule pattern(s) {unused} match no parameter of {type(model).__name__}; patterns are "
+    nowhere = [pattern for pattern in unused if not fnmatch.filter(names, pattern)]
+    if nowhere:
+        raise ValueError(f"rule pattern(s) {nowhere} match no parameter of {type(model).__name__}; patterns are "
                          f"shell-style globs on full names such as {names[:4]} (see bregman.params.describe)")
+    if unused:
+        raise ValueError(f"rule pattern(s) {unused} never apply: every parameter they match is taken by an earlier "
+                         f"rule (the first match wins); remove them or move them up")
     return out
 
 
