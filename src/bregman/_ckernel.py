@@ -1,7 +1,6 @@
 """Small C kernels compiled at first use with the machine's C compiler and loaded with ctypes.
 
-Used by the fused Bregman step (:mod:`bregman.optim._fused`) and the fused stem convolution
-(:mod:`bregman.models.conv_pool`). A library is built once per source, compiler and machine into
+Used by the fused Bregman step (:mod:`bregman.optim._fused`). A library is built once per source, compiler and machine into
 a per-user cache (``$BREGMAN_CACHE``, else ``~/.cache/bregman``), atomically (several processes
 may build it at once), with ``-march=native`` where the compiler takes it. Its OpenMP threads are
 torch's own (the same ``libgomp``), so ``torch.set_num_threads`` governs both. Where no compiler

@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bregman.models import ConvNet, ResNet18
-from bregman.models.support_conv import SupportConv2d, kernel_support, support_conv2d, support_convs_
+from bregman.models.support_conv import SupportConv2d, kernel_support, support_conv2d
 
 CL = torch.channels_last
 
@@ -89,19 +88,29 @@ def test_inference_mode():
         torch.testing.assert_close(support_conv2d(x, w, padding=1), F.conv2d(x, w, padding=1))
 
 
-@pytest.mark.parametrize("make", [ConvNet, ResNet18])
-def test_support_convs_keeps_parameters_and_outputs(make):
+@pytest.mark.parametrize(("c_in", "c_out", "k", "active", "conv"), [
+    (64, 64, 5, 40, {}),                                          # the ConvNet's conv2
+    (1, 64, 5, 3, {}),                                            # the ConvNet's conv1 (a stem)
+    (64, 128, 1, 50, {"stride": 2, "bias": False}),               # a ResNet-18 shortcut
+    (128, 128, 3, 90, {"padding": 1, "bias": False}),             # a ResNet-18 layer2 conv
+])
+@pytest.mark.parametrize("fmt", [CL, torch.contiguous_format])
+def test_module_equals_conv2d(c_in, c_out, k, active, conv, fmt):
+    """The module on random sparse weights: forward, input gradient, weight (and bias) gradient."""
     torch.manual_seed(0)
-    model = make().eval()
-    for m in model.modules():  # a sparse net: 1 kernel in 20 left
-        if isinstance(m, nn.Conv2d):
-            with torch.no_grad():
-                m.weight.mul_((torch.rand(m.weight.shape[:2]) < 0.05)[..., None, None])
-    x = torch.rand(2, 1 if make is ConvNet else 3, 28 if make is ConvNet else 32, 28 if make is ConvNet else 32)
-    before, state = model(x), {k: v.clone() for k, v in model.state_dict().items()}
-    n = support_convs_(model)
-    assert n == sum(isinstance(m, nn.Conv2d) for m in model.modules()) > 0
-    assert all(type(m) is SupportConv2d for m in model.modules() if isinstance(m, nn.Conv2d))
-    assert model.state_dict().keys() == state.keys()
-    torch.testing.assert_close(model(x), before, rtol=1e-5, atol=1e-5)
-    assert support_convs_(model) == 0  # idempotent
+    plain = nn.Conv2d(c_in, c_out, k, **conv)
+    fast = SupportConv2d(c_in, c_out, k, **conv)
+    with torch.no_grad():
+        plain.weight.copy_(_sparse_weight(c_out, c_in, k, active, seed=3).float())
+    fast.load_state_dict(plain.state_dict())
+    x = torch.randn(8, c_in, 12, 12).contiguous(memory_format=fmt)
+    outs = []
+    for m in (plain, fast):
+        xx = x.clone().requires_grad_()
+        y = m(xx)
+        y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(4)))
+        outs.append((y.detach(), xx.grad, m.weight.grad, m.bias.grad if m.bias is not None else None, y))
+    (y0, dx0, dw0, db0, _), (y1, dx1, dw1, db1, raw) = outs
+    assert "SupportConv2d" in type(raw.grad_fn).__name__  # the sub-convolution ran, not the dense fallback
+    for a, b in ((y1, y0), (dx1, dx0), (dw1, dw0), (db1, db0)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -21,8 +21,8 @@ from bregman.train.config import Config, apply_overrides, load_config
 from bregman.train.loop import _maybe_compile, build_model, build_optimizer, regularizer_groups, train_epoch
 from bregman.train.tasks import task_for
 
-PLAIN = {"channels_last": False, "retain_memory": False, "foreach": False, "compile": False, "fuse_conv_pool": False,
-         "support_conv": False}
+PLAIN = {"channels_last": False, "retain_memory": False, "foreach": False, "compile": False, "support_conv": False,
+         "support_linear": False}
 CPU = torch.device("cpu")
 
 
@@ -82,7 +82,7 @@ def test_fast_settings_match_plain_resnet18_step():
 def test_defaults_are_the_fast_settings():
     cfg = load_config("fmnist-cnn")
     assert (cfg.channels_last, cfg.retain_memory, cfg.foreach) == (True, True, True)
-    assert (cfg.fuse_conv_pool, cfg.support_conv) == (True, True)
+    assert (cfg.support_conv, cfg.support_linear) == (True, True)
     assert cfg.compile is False  # slower than eager on CPU for every paper model
     assert cfg.amp == "none"  # bf16 changes results; an option
 
@@ -155,14 +155,31 @@ def test_compiled_mlp_matches_eager():
     assert comp_metrics["loss"] == pytest.approx(eager_metrics["loss"], abs=1e-5)
 
 
-def test_build_model_applies_the_conv_settings_on_cpu():
-    from bregman.models.conv_pool import ConvPool2d
+@pytest.mark.parametrize("preset", ["fmnist-cnn", "cifar10-resnet18"])
+def test_build_model_builds_the_conv_settings_into_the_model(preset):
+    """The settings are constructor options of the model (never a patch of a built one): same
+    parameter names and values as the plain build."""
     from bregman.models.support_conv import SupportConv2d
 
-    cfg = apply_overrides(load_config("fmnist-cnn"), {"device": "cpu"})
+    cfg = apply_overrides(load_config(preset), {"device": "cpu"})
     model = build_model(cfg, CPU)
-    assert type(model.features.conv1) is ConvPool2d and isinstance(model.features.pool1, nn.Identity)
-    assert type(model.features.conv2) is SupportConv2d
-    plain = build_model(apply_overrides(cfg, {"fuse_conv_pool": False, "support_conv": False}), CPU)
-    assert type(plain.features.conv1) is type(plain.features.conv2) is nn.Conv2d
-    assert list(model.state_dict()) == list(plain.state_dict())
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(type(m) is (SupportConv2d if cfg.support_conv else nn.Conv2d) for m in convs)
+    plain = build_model(apply_overrides(cfg, {"support_conv": False, "channels_last": False}), CPU)
+    assert all(type(m) is nn.Conv2d for m in plain.modules() if isinstance(m, nn.Conv2d))
+    for (k, a), (k2, b) in zip(model.state_dict().items(), plain.state_dict().items()):
+        assert k == k2 and torch.equal(a, b), k
+
+
+@pytest.mark.parametrize(("preset", "overrides", "support"), [
+    ("mnist-denoise", {}, True),                                              # rows: built
+    ("mnist-mlp", {}, False),                                                 # ℓ1 entries: no row is ever zero
+    ("mnist-mlp", {"reg_linear": "rows"}, True),
+    ("mnist-denoise", {"support_linear": False}, False),
+])
+def test_build_model_builds_support_linear_layers_for_nets_sparse_by_rows(preset, overrides, support):
+    from bregman.models.support_linear import SupportLinear
+
+    cfg = apply_overrides(load_config(preset), {"device": "cpu", **overrides})
+    layers = [m for m in build_model(cfg, CPU).modules() if isinstance(m, nn.Linear)]
+    assert layers and all(type(m) is (SupportLinear if support else nn.Linear) for m in layers)

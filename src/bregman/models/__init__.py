@@ -42,6 +42,14 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "denoise_mlp": DenoiseMLP,
     "charlm_gpt": CharGPT,
 }
+#: name → the execution options its constructor takes (``bregman.models.layers``; config keys of
+#: the same names): how fast, never what, the model computes
+SPEED_OPTIONS: dict[str, frozenset[str]] = {
+    "mlp": frozenset({"support_linear"}),
+    "convnet": frozenset({"support_conv", "channels_last"}),
+    "resnet18": frozenset({"support_conv", "channels_last"}),
+    "denoise_mlp": frozenset({"support_linear"}),
+}
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
@@ -60,6 +68,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 __all__ = [
     "MODELS",
+    "SPEED_OPTIONS",
     "create_model",
     "MLP",
     "ConvNet",

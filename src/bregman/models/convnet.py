@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from bregman.models.layers import conv2d
 from bregman.models.normalize import Normalize
 
 # The authors' code normalizes Fashion-MNIST with (0.5, 0.5), i.e. maps [0, 1] to [−1, 1].
@@ -29,6 +30,10 @@ class ConvNet(nn.Module):
     Args:
         num_classes: number of logits.
         mean, std: input normalization, applied first in ``forward``.
+        support_conv: build the convolutions as ``SupportConv2d`` (forward pass and input gradient
+            on the non-zero kernels only; :mod:`bregman.models.support_conv`).
+        channels_last: store conv1's weight channels-last, so that every activation is
+            channels-last (:func:`bregman.models.layers.conv2d`).
 
     Input: ``N×1×28×28`` in [0, 1], any memory format (``channels_last`` included).
     """
@@ -38,15 +43,17 @@ class ConvNet(nn.Module):
         num_classes: int = 10,
         mean: Sequence[float] = FMNIST_MEAN,
         std: Sequence[float] = FMNIST_STD,
+        support_conv: bool = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.features = nn.Sequential(
             OrderedDict(
-                conv1=nn.Conv2d(1, 64, kernel_size=5),  # 28 → 24
+                conv1=conv2d(1, 64, 5, support=support_conv, channels_last=channels_last),  # 28 → 24
                 pool1=nn.MaxPool2d(2),  # 24 → 12
                 relu1=nn.ReLU(),
-                conv2=nn.Conv2d(64, 64, kernel_size=5),  # 12 → 8
+                conv2=conv2d(64, 64, 5, support=support_conv),  # 12 → 8
                 pool2=nn.MaxPool2d(2),  # 8 → 4
                 relu2=nn.ReLU(),
             )

@@ -6,6 +6,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from bregman.models.layers import linear
+
 
 class DenoiseMLP(nn.Module):
     """784-784-784-784-784-784-784: six ``nn.Linear`` layers, five hidden layers of width 784.
@@ -23,18 +25,22 @@ class DenoiseMLP(nn.Module):
         width: input, hidden and output width (784 = 28·28 pixels).
         depth: number of linear layers (the paper: 6).
         out_relu: apply ReLU to the output.
+        support_linear: build the layers as ``SupportLinear`` (forward pass and input gradient on
+            the non-zero rows only; :mod:`bregman.models.support_linear`): the net starts from 1 %
+            of the rows, and row sparsity keeps most of them zero.
 
     Input ``N×C×H×W`` (or ``N×width``) with ``C·H·W = width``; the output has the input's shape.
     """
 
-    def __init__(self, width: int = 784, depth: int = 6, out_relu: bool = True) -> None:
+    def __init__(self, width: int = 784, depth: int = 6, out_relu: bool = True,
+                 support_linear: bool = False) -> None:
         super().__init__()
         if width < 1 or depth < 1:
             raise ValueError(f"width and depth must be ≥ 1, got width={width}, depth={depth}")
         self.width, self.depth, self.out_relu = width, depth, out_relu
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         for l in range(1, depth + 1):
-            layers[f"fc{l}"] = nn.Linear(width, width)
+            layers[f"fc{l}"] = linear(width, width, support=support_linear)
             if l < depth or out_relu:
                 layers[f"relu{l}"] = nn.ReLU()
         self.layers = nn.Sequential(layers)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from bregman.models.layers import linear
 from bregman.models.normalize import Normalize
 
 MNIST_MEAN = (0.1307,)
@@ -24,6 +25,8 @@ class MLP(nn.Module):
     Args:
         sizes: layer widths including input and output; the paper's net is ``(784, 200, 80, 10)``.
         mean, std: input normalization (MNIST statistics by default), applied first in ``forward``.
+        support_linear: build the layers as ``SupportLinear`` (forward pass and input gradient on
+            the non-zero rows only; :mod:`bregman.models.support_linear`).
 
     Input: ``N×1×28×28`` (or already flat ``N×784``) with values in [0, 1]. Output: ``N×10`` logits.
     """
@@ -33,6 +36,7 @@ class MLP(nn.Module):
         sizes: Sequence[int] = (784, 200, 80, 10),
         mean: Sequence[float] = MNIST_MEAN,
         std: Sequence[float] = MNIST_STD,
+        support_linear: bool = False,
     ) -> None:
         super().__init__()
         sizes = tuple(int(n) for n in sizes)
@@ -42,7 +46,7 @@ class MLP(nn.Module):
         self.normalize = Normalize(mean, std)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-            layers[f"fc{l}"] = nn.Linear(n_in, n_out)
+            layers[f"fc{l}"] = linear(n_in, n_out, support=support_linear)
             if l < len(sizes) - 1:
                 layers[f"relu{l}"] = nn.ReLU(inplace=True)  # a Linear output is not needed by its backward
         self.layers = nn.Sequential(layers)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from bregman.models.layers import conv2d
 from bregman.models.normalize import Normalize
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -17,20 +18,21 @@ class BasicBlock(nn.Module):
     """``ReLU(BN(conv3×3(ReLU(BN(conv3×3(x))))) + shortcut(x))``.
 
     The shortcut is the identity, or a strided 1×1 conv + BN when the stride or the width changes.
-    Convolutions have no bias (the BN that follows has one).
+    Convolutions have no bias (the BN that follows has one); ``support_conv`` as in :class:`ResNet18`.
     """
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, support_conv: bool = False) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = conv2d(in_planes, planes, 3, support=support_conv, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.conv2 = conv2d(planes, planes, 3, support=support_conv, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+                conv2d(in_planes, planes, 1, support=support_conv, stride=stride, bias=False),
+                nn.BatchNorm2d(planes),
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,6 +55,10 @@ class ResNet18(nn.Module):
     Args:
         num_classes: number of logits.
         mean, std: per-channel input normalization, applied first in ``forward``.
+        support_conv: build every convolution as ``SupportConv2d`` (forward pass and input
+            gradient on the non-zero kernels only; :mod:`bregman.models.support_conv`).
+        channels_last: store the stem's weight channels-last, so that every activation is
+            channels-last (:func:`bregman.models.layers.conv2d`).
 
     Input: ``N×3×32×32`` in [0, 1], any memory format (``channels_last`` included).
     """
@@ -62,17 +68,20 @@ class ResNet18(nn.Module):
         num_classes: int = 10,
         mean: Sequence[float] = CIFAR10_MEAN,
         std: Sequence[float] = CIFAR10_STD,
+        support_conv: bool = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
-        self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        self.conv1 = conv2d(3, 64, 3, support=support_conv, channels_last=channels_last, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         widths, strides = (64, 128, 256, 512), (1, 2, 2, 2)
         in_planes = 64
         stages = []
         for planes, stride in zip(widths, strides):
-            blocks = (BasicBlock(in_planes, planes, stride), BasicBlock(planes, planes))
+            blocks = (BasicBlock(in_planes, planes, stride, support_conv),
+                      BasicBlock(planes, planes, support_conv=support_conv))
             stages.append(nn.Sequential(*blocks))
             in_planes = planes
         self.layer1, self.layer2, self.layer3, self.layer4 = stages

@@ -16,14 +16,14 @@ weight gradient :math:`\partial L/\partial W_{o,i} = \sum_{n,p} \partial_{y} L_{
 x_{n,i,p+\cdot}` stays dense on purpose: LinBreg and AdaBreg accumulate it for the zero kernels
 too (the dual variable :math:`v` is how a kernel becomes active), so it is computed in full.
 
-The results equal ``F.conv2d``'s up to the order of floating-point summation (the dense
-convolution adds exact zeros); one difference: a non-finite input in a channel of :math:`x` that
-no kernel reads does not spread into :math:`y` (``0·inf`` is never formed). Where the support is
-large (more than ``max_fraction`` of the kernel pairs) the dense convolution runs unchanged.
+For finite inputs the results equal ``F.conv2d``'s up to the order of floating-point summation
+(the dense convolution adds exact zeros); where the input holds inf or NaN, which outputs turn
+non-finite may differ (``0·inf`` is formed in other places). Where the support is large (more
+than ``max_fraction`` of the kernel pairs) the dense convolution runs unchanged.
 
-:func:`support_convs_` switches a model's ``nn.Conv2d`` layers to :class:`SupportConv2d` in place
-(parameters, names and ``state_dict`` unchanged); ``bregman.train`` does it by default on CPU
-(``Config.support_conv``).
+``ConvNet(support_conv=True)`` and ``ResNet18(support_conv=True)`` build their convolutions as
+:class:`SupportConv2d` (same parameters, names and ``state_dict``); ``bregman train`` asks for it
+on CPU (``Config.support_conv``).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SupportConv2d", "support_conv2d", "kernel_support", "support_convs_", "MAX_FRACTION"]
+__all__ = ["SupportConv2d", "support_conv2d", "kernel_support", "MAX_FRACTION"]
 
 #: use the sub-convolution only when it has at most this fraction of the kernel pairs (at 48 of 64
 #: output channels it still saved ~8 % of the ConvNet conv2 forward + backward; measured)
@@ -56,7 +56,8 @@ def _wants_channels_last(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def _padded(n: int, limit: int, multiple: int = 16) -> int:
-    """``n`` rounded up to a multiple of 16 (oneDNN's AVX-512 channel block), at most ``limit``."""
+    """``n`` rounded up to a multiple of 16 (oneDNN's channel block: one AVX-512 register of
+    float32, two of AVX2), at most ``limit``."""
     return min(limit, -(-n // multiple) * multiple)
 
 
@@ -179,13 +180,3 @@ class SupportConv2d(nn.Conv2d):
             return super()._conv_forward(input, weight, bias)
         return support_conv2d(input, weight, bias, self.stride, self.padding, self.dilation)
 
-
-def support_convs_(model: nn.Module) -> int:
-    """Switch every plain ``nn.Conv2d`` of ``model`` to :class:`SupportConv2d`, in place; returns
-    how many. Subclasses of ``nn.Conv2d`` (other than this one) are left alone."""
-    n = 0
-    for m in model.modules():
-        if type(m) is nn.Conv2d:
-            m.__class__ = SupportConv2d
-            n += 1
-    return n

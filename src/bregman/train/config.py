@@ -150,12 +150,13 @@ class Config:
     # keep freed memory in the process (glibc mallopt) instead of refaulting big activation buffers
     # every step (~20 % of a ConvNet step on CPU); false = the C library's defaults
     retain_memory: bool = True
-    # one CPU kernel for a 1-channel stem convolution and the 2×2 max-pool after it (the ConvNet's
-    # conv1 + pool1; bregman.models.conv_pool): same results up to rounding
-    fuse_conv_pool: bool = True
     # CPU convolutions compute the forward pass and the input gradient on the weight's non-zero
     # kernels only (bregman.models.support_conv): exact; pays on sparse conv nets
     support_conv: bool = True
+    # CPU linear layers compute the forward pass and the input gradient on the weight's non-zero
+    # rows only (bregman.models.support_linear): exact; built where the linear weights are
+    # regularized or initialized by rows (entry-wise sparsity leaves no row all zero)
+    support_linear: bool = True
     compile: bool = False  # torch.compile the model (falls back to eager; slower on CPU here)
     amp: str = "none"  # none | bf16 (autocast; changes results: an option, mainly for GPUs)
     foreach: bool = True  # optimizer fast path: foreach ops, fused torch kernels, one-pass CPU prox kernels

@@ -60,7 +60,7 @@ __all__ = ["train", "TrainingError", "build_model", "build_optimizer", "build_lo
 #: Config fields that may differ between a run and its resumption (they do not change results).
 RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "checkpoint_every", "data_root", "device",
                                "eval_batch_size", "threshold_target", "threshold_structured", "verify_data",
-                               "retain_memory", "fuse_conv_pool", "support_conv", "nonfinite"})
+                               "retain_memory", "support_conv", "support_linear", "nonfinite"})
 
 
 class TrainingError(RuntimeError):
@@ -83,23 +83,22 @@ def resolve_device(name: str) -> torch.device:
 
 def build_model(cfg: Config, device: torch.device) -> nn.Module:
     """The model with the paper's (sparse) initialization, seeded by ``cfg.seed``."""
-    from bregman.models import create_model
+    from bregman.models import SPEED_OPTIONS, create_model
 
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model)
+    # Execution settings, built into the layers: how fast, never what, the model computes. The
+    # support layers are CPU-only; rows of a linear weight are all zero only in nets sparse by rows.
+    cpu = device.type == "cpu"
+    options = {"channels_last": cfg.channels_last, "support_conv": cfg.support_conv and cpu,
+               "support_linear": cfg.support_linear and cpu and "rows" in (cfg.reg_linear, cfg.init_linear)}
+    takes = SPEED_OPTIONS.get(cfg.model, frozenset())
+    model = create_model(cfg.model, **{k: v for k, v in options.items() if k in takes})
     init.sparse_init_(model, cfg.init_density, linear=cfg.init_linear, conv=cfg.init_conv,
                       weight_scale=cfg.weight_scale, bias_scale=cfg.bias_scale,
                       generator=torch.Generator().manual_seed(cfg.seed))
     model.to(device)
-    # Execution settings (bregman.train.speed): how fast, never what, the model computes.
-    if cfg.channels_last:  # channels-last activations; weights stay contiguous but the stem's
-        speed.channels_last_(model)
     if cfg.retain_memory:  # no page faults on the big activation buffers, step after step
         speed.retain_freed_memory()
-    if cfg.fuse_conv_pool:  # 1-channel stem conv + 2×2 max-pool in one CPU kernel
-        speed.fuse_conv_pool_(model)
-    if cfg.support_conv and device.type == "cpu":  # conv forward + input gradient on the kernel support
-        speed.support_convs_(model)
     return model
 
 

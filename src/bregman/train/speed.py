@@ -1,35 +1,20 @@
 """Execution settings that change how fast, not what, a model trains (the ``Config`` fields
-``channels_last``, ``retain_memory``, ``fuse_conv_pool``, ``support_conv``, ``compile``,
-``threads``, ``foreach``, ``amp``).
+``channels_last``, ``retain_memory``, ``support_conv``, ``support_linear``, ``compile``, ``threads``,
+``foreach``, ``amp``), and the process-wide ones of them implemented here.
 
-Measured on the paper's models on a 2-core AVX-512 CPU (``benchmarks/training_speed.py``):
+The layer settings are options of the models, built into their layers when the model is
+constructed (``bregman.models.SPEED_OPTIONS``, :mod:`bregman.models.layers`; never a patch of a
+built model): channels-last activations (the stem's weight stored channels-last), and on CPU
+convolutions and linear layers that run the forward pass and the input gradient on the weight's
+non-zero kernels (:mod:`bregman.models.support_conv`) or rows (:mod:`bregman.models.support_linear`)
+only. What each one buys on the machine in use: ``benchmarks/speed_settings.py``.
 
-* **channels-last activations, contiguous weights** (:func:`channels_last_`). oneDNN's channels-last
-  convolutions and, above all, channels-last max-pooling are much faster than NCHW (ConvNet step
-  ≈ 1.3× faster). Only the *stem* convolutions (the ones fed by the input) get channels-last
-  weights; that makes their output channels-last, and every later layer follows the format of its
-  input. All other weights stay contiguous, so the optimizer's per-parameter work (ℓ1,2 group
-  norms over kernel dims above all, 15× slower on channels-last weights) runs on plain memory.
+Here:
+
 * **Keeping freed memory in the process** (:func:`retain_freed_memory`). With glibc's defaults
   the large activation buffers of a conv net go back to the kernel after every step and come back
-  as fresh zero pages: ~10,000 page faults per ConvNet step, ~160,000 per ResNet-18 step, about
-  20 % of the ConvNet's step time. Raising the mmap and trim thresholds keeps them in the heap.
-* **a fused stem** (``fuse_conv_pool``, :func:`fuse_conv_pool_`): a 1-input-channel convolution
-  and the 2×2 max-pool after it (the ConvNet's conv1 + pool1) run as one C kernel that never
-  writes the 19 MB pre-pool map and computes the weight gradient from the pooled positions only;
-  switching it off makes the ConvNet's LinBreg epoch 1.2× slower (``benchmarks/speed_settings.py``).
-  Its output is channels-last, and it writes no large buffer, so on the ConvNet channels-last
-  and ``retain_memory`` no longer change the epoch measurably.
-* **support convolutions** (``support_conv``, :func:`support_convs_`, CPU only): each convolution's
-  forward pass and input gradient run on the output channels (and, when few, input channels) that
-  have a non-zero kernel; the weight gradient stays dense (LinBreg needs it for the zero kernels).
-  Exact; it pays on a Bregman net's sparse kernels (ConvNet epoch 1.29× slower without it from
-  the 1 % start, 1.07× with epoch-20 weights) and dense weights (SGD's) run the dense convolution.
-* **one-pass Bregman steps** (``foreach``, the optimizers' fast path): on CPU the dual update and
-  the prox run in one pass per tensor (:mod:`bregman.optim._fused`: ℓ1, no penalty, row groups),
-  in one C kernel call per step for all of LinBreg's param groups (without momentum); zero groups
-  of θ are not rewritten, and ℓ1 entries that stay zero are not even read, which cuts the LinBreg
-  step on the denoising MLP's 784×784 layers by about a third.
+  as fresh zero pages: ~10,000 page faults per ConvNet step, ~160,000 per ResNet-18 step.
+  Raising the mmap and trim thresholds keeps them in the heap.
 * ``torch.compile`` (inductor, CPU) did not pay on any of the four models (channels-last
   max-pool backward and conv layouts come out slower than eager), so it is off by default;
   :func:`compile_or_eager` falls back to eager execution when compilation fails.
@@ -45,11 +30,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from bregman.models.conv_pool import fuse_conv_pool_
-from bregman.models.support_conv import support_convs_
-
-__all__ = ["channels_last_", "retain_freed_memory", "compile_or_eager", "stem_convs", "fuse_conv_pool_",
-           "support_convs_"]
+__all__ = ["retain_freed_memory", "compile_or_eager"]
 
 _M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
 _M_MMAP_THRESHOLD = -3
@@ -80,32 +61,6 @@ def retain_freed_memory() -> bool:
             except (OSError, AttributeError):  # not glibc
                 _retained = False
     return _retained
-
-
-def stem_convs(model: nn.Module) -> list[nn.Module]:
-    """The 2-D convolutions that see the model's input: the first one in registration order and
-    any other with at most 4 input channels (a stem's; their weights are tiny)."""
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    return [m for i, m in enumerate(convs) if i == 0 or m.in_channels <= 4]
-
-
-def channels_last_(model: nn.Module) -> nn.Module:
-    """Channels-last activations for a conv net, in place: the stem convolutions' weights (and
-    their gradients, optimizer state) become channels-last, all other parameters stay contiguous.
-
-    A convolution with a channels-last weight returns a channels-last output whatever its input
-    (for a 1-channel input the two formats coincide, which is why the weight, not the input, is
-    converted); pooling, batch norm, ReLU and the residual additions keep it, and each later
-    convolution follows its channels-last input. ``torch.empty_like`` + ``copy_`` rather than
-    ``.contiguous(memory_format=...)``: the latter keeps NCHW strides for a ``C_in = 1`` weight,
-    which is already "channels-last contiguous", so the conv would still pick NCHW.
-    """
-    for conv in stem_convs(model):
-        w = conv.weight
-        if w.ndim == 4:
-            cl = torch.empty_like(w, memory_format=torch.channels_last).copy_(w.detach())
-            w.data = cl
-    return model
 
 
 class _CompiledOrEager:
