@@ -135,8 +135,8 @@ def _cmd_export(args) -> int:
         return 2
     agree = "" if r.agreement is None else f", same prediction on {100 * r.agreement:.2f} %"
     print(f"parameters: dense {r.dense_parameters:,}, compacted {r.compact_parameters:,}")
-    print(f"{r.format} file: dense {r.dense_bytes:,} bytes, compacted {r.compact_bytes:,} bytes "
-          f"({r.dense_bytes / r.compact_bytes:.2f}x smaller)")
+    print(f"{r.format} file: dense {r.dense_bytes:,} bytes, compacted{' (sparse initializers)' * r.sparse_weights} "
+          f"{r.compact_bytes:,} bytes ({r.dense_bytes / r.compact_bytes:.2f}x smaller)")
     print(f"on {r.images} test images: max |file - model| = {r.max_abs_diff:.3g}{agree}")
     print(f"written to {r.path}")
     return 0

@@ -179,6 +179,7 @@ class ExportReport:
     max_abs_diff: float  # file vs the run's PyTorch model, on the test images
     agreement: float | None  # fraction of equal arg-max predictions (classifiers), else None
     images: int
+    sparse_weights: bool  # the compacted ONNX file stores mostly-zero weights as sparse initializers
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -239,5 +240,5 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, fmt: str = "o
         with torch.inference_mode():
             agreement = (got.argmax(1) == model(x.clone()).argmax(1)).double().mean().item()
     return ExportReport(str(out), fmt, dense_bytes, out.stat().st_size, count_parameters(model),
-                        count_parameters(small), diff, agreement, x.shape[0])
+                        count_parameters(small), diff, agreement, x.shape[0], sparse_weights and fmt == "onnx")
 
