@@ -27,6 +27,32 @@ def _sparse_grad_step():
     opt.step()
 
 
+OPTS = {"linbreg": lambda ps, **kw: LinBreg(ps, **{"lr": 0.1, **kw}),
+        "adabreg": lambda ps, **kw: AdaBreg(ps, **kw),
+        "proxsgd": lambda ps, **kw: ProxSGD(ps, **{"lr": 0.1, **kw})}
+
+
+def _step_after(opt_name, change, **kw):
+    """Build, step once, apply ``change(opt)`` to the param groups, step again (the check is at the step)."""
+    ps = _p(3, 4)
+    opt = OPTS[opt_name]([{"params": ps, "reg": L1(0.1)}], **kw)
+    ps[0].grad = torch.ones_like(ps[0])
+    opt.step()
+    change(opt)
+    opt.step()
+
+
+def _set(key, value):
+    return lambda opt: opt.param_groups[0].__setitem__(key, value)
+
+
+def _load_with(opt_name, key, value):
+    opt = OPTS[opt_name](_p(3))
+    sd = opt.state_dict()
+    sd["param_groups"][0][key] = value
+    opt.load_state_dict(sd)
+
+
 CASES = [
     ("negative lr", lambda: LinBreg(_p(3), lr=-1.0), ValueError, "Invalid learning rate: -1.0"),
     ("nan lr", lambda: ProxSGD(_p(3), lr=float("nan")), ValueError, "Invalid learning rate: nan"),
@@ -60,6 +86,35 @@ CASES = [
      "Unknown init scheme 'xavier'"),
     ("kernel mask on linear", lambda: init.sparse_(torch.empty(3, 3), 0.5, groups="kernels"), ValueError,
      "mask groups 'kernels' need a conv weight"),
+    *[(f"{o}: 2-element tensor lr", lambda o=o: OPTS[o](_p(3), lr=torch.tensor([0.1, 0.2])), ValueError,
+       "Tensor lr must be 1-element") for o in OPTS],
+    *[(f"{o}: negative tensor lr", lambda o=o: OPTS[o](_p(3), lr=torch.tensor(-0.1)), ValueError,
+       "Invalid learning rate: -0.1") for o in OPTS],
+    *[(f"{o}: nan lr set between steps", lambda o=o: _step_after(o, _set("lr", float("nan"))), ValueError,
+       "param_groups[0]['lr']: Invalid learning rate: nan") for o in OPTS],
+    *[(f"{o}: lr nan in a loaded state dict", lambda o=o: _load_with(o, "lr", float("nan")), ValueError,
+       "load_state_dict: param_groups[0]['lr']: Invalid learning rate: nan") for o in OPTS],
+    *[(f"{o}: reg not a regularizer set between steps", lambda o=o: _step_after(o, _set("reg", "l1")), TypeError,
+       "param_groups[0]['reg']: Invalid reg: 'l1'") for o in OPTS],
+    *[(f"{o}: maximize not a bool", lambda o=o: OPTS[o](_p(3), maximize="yes"), ValueError,
+       "Invalid maximize: 'yes'") for o in OPTS],
+    *[(f"{o}: foreach not a bool", lambda o=o: OPTS[o](_p(3), foreach=1), ValueError, "Invalid foreach: 1")
+      for o in OPTS],
+    ("negative delta set between steps", lambda: _step_after("linbreg", _set("delta", -1.0)), ValueError,
+     "param_groups[0]['delta']: Invalid delta: -1.0"),
+    ("momentum 1.5 set between steps", lambda: _step_after("linbreg", _set("momentum", 1.5)), ValueError,
+     "param_groups[0]['momentum']: Invalid momentum: 1.5"),
+    ("betas (1, .9) set between steps", lambda: _step_after("adabreg", _set("betas", (1.0, 0.9))), ValueError,
+     "param_groups[0]['betas']: Invalid beta1 (betas[0]): 1.0"),
+    ("eps inf set between steps", lambda: _step_after("adabreg", _set("eps", float("inf"))), ValueError,
+     "param_groups[0]['eps']: Invalid eps: inf"),
+    ("delta 0 in a loaded state dict", lambda: _load_with("adabreg", "delta", 0.0), ValueError,
+     "load_state_dict: param_groups[0]['delta']: Invalid delta: 0.0"),
+    ("a group added with lr -1", lambda: LinBreg(_p(3), lr=0.1).add_param_group({"params": _p(3), "lr": -1.0}),
+     ValueError, "param group 1 being added, key 'lr': Invalid learning rate: -1.0"),
+    ("kernels set for a 2-D weight between steps",
+     lambda: _step_after("linbreg", _set("reg", GroupL12(0.1, "kernels"))), ValueError,
+     "but parameter of shape (3, 4)"),
 ]
 
 
@@ -68,6 +123,7 @@ def test_bad_input_has_a_clear_error(make, exc, msg):
     with pytest.raises(exc) as info:
         make()
     assert msg in str(info.value)
+    assert "\n" not in str(info.value), "one line"
 
 
 def test_at_least_fifteen_cases():

@@ -1,6 +1,6 @@
 """pytorch's optimizer tests (``test/test_optim.py``, ``torch.testing._internal.common_optimizers``),
 ported to LinBreg, LinBreg with momentum, AdaBreg and ProxSGD × every regularizer kind × {default,
-``foreach=False``}: error inputs as a table; foreach against the for-loop over 0-d, empty, zero-size,
+``foreach=False``} (their error inputs are in ``test_errors.py``): foreach against the for-loop over 0-d, empty, zero-size,
 transposed, sliced and channels-last tensors in four dtypes; state-dict round trips; hooks; closures;
 every LR scheduler with a float and a tensor lr; complex parameters; ``torch.compile``; and the
 findings of issue 11: after every kind of change a user makes between steps, the default path equals
@@ -12,7 +12,6 @@ import copy
 import io
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -137,74 +136,6 @@ class Twin:
 
     def check(self, dtype=torch.float32, support=True):
         _assert_same(*self.params, dtype=dtype, support=support)
-
-
-# -- error inputs ------------------------------------------------------------------------------------
-def _one():
-    return [nn.Parameter(torch.randn(3, 4))]
-
-
-def _step_after(opt_name, change, **kw):
-    """Build, step once, apply ``change(opt)`` to the param groups, step again."""
-    ps = _one()
-    opt = OPTS[opt_name]([{"params": ps, "reg": L1(0.1)}], **kw)
-    ps[0].grad = torch.ones_like(ps[0])
-    opt.step()
-    change(opt)
-    opt.step()
-
-
-def _set(key, value, group=0):
-    return lambda opt: opt.param_groups[group].__setitem__(key, value)
-
-
-def _load_with(opt_name, key, value):
-    ps = _one()
-    opt = OPTS[opt_name](ps)
-    sd = opt.state_dict()
-    sd["param_groups"][0][key] = value
-    opt.load_state_dict(sd)
-
-
-ERRORS = [
-    *[(f"{o}: 2-element tensor lr", lambda o=o: OPTS[o](_one(), lr=torch.tensor([0.1, 0.2])), ValueError,
-       "Tensor lr must be 1-element") for o in OPT_IDS],
-    *[(f"{o}: nan lr set between steps", lambda o=o: _step_after(o, _set("lr", float("nan"))), ValueError,
-       "param_groups[0]['lr']: Invalid learning rate: nan") for o in OPT_IDS],
-    *[(f"{o}: lr nan in a loaded state dict", lambda o=o: _load_with(o, "lr", float("nan")), ValueError,
-       "load_state_dict: param_groups[0]['lr']") for o in OPT_IDS],
-    *[(f"{o}: reg not a regularizer set between steps", lambda o=o: _step_after(o, _set("reg", "l1")), TypeError,
-       "param_groups[0]['reg']: Invalid reg: 'l1'") for o in OPT_IDS],
-    *[(f"{o}: maximize not a bool", lambda o=o: OPTS[o](_one(), maximize="yes"), ValueError,
-       "Invalid maximize: 'yes'") for o in OPT_IDS],
-    *[(f"{o}: foreach not a bool", lambda o=o: OPTS[o](_one(), foreach=1), ValueError, "Invalid foreach: 1")
-      for o in OPT_IDS],
-    *[(f"{o}: negative tensor lr", lambda o=o: OPTS[o](_one(), lr=torch.tensor(-0.1)), ValueError,
-       "Invalid learning rate: -0.1") for o in OPT_IDS],
-    ("negative delta set between steps", lambda: _step_after("linbreg", _set("delta", -1.0)), ValueError,
-     "param_groups[0]['delta']: Invalid delta: -1.0"),
-    ("momentum 1.5 set between steps", lambda: _step_after("linbreg", _set("momentum", 1.5)), ValueError,
-     "param_groups[0]['momentum']: Invalid momentum: 1.5"),
-    ("betas (1, .9) set between steps", lambda: _step_after("adabreg", _set("betas", (1.0, 0.9))), ValueError,
-     "param_groups[0]['betas']: Invalid beta1 (betas[0]): 1.0"),
-    ("eps inf set between steps", lambda: _step_after("adabreg", _set("eps", math.inf)), ValueError,
-     "param_groups[0]['eps']: Invalid eps: inf"),
-    ("delta 0 in a loaded state dict", lambda: _load_with("adabreg", "delta", 0.0), ValueError,
-     "load_state_dict: param_groups[0]['delta']: Invalid delta: 0.0"),
-    ("a group added with lr -1", lambda: LinBreg(_one(), lr=0.1).add_param_group({"params": _one(), "lr": -1.0}),
-     ValueError, "param group 1 being added, key 'lr': Invalid learning rate: -1.0"),
-    ("rows set for a conv weight between steps",
-     lambda: _step_after("linbreg", _set("reg", GroupL12(0.1, "kernels"))), ValueError,
-     "needs a 3-D or 4-D or 5-D tensor, but parameter of shape (3, 4)"),
-]
-
-
-@pytest.mark.parametrize("make,exc,msg", [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])
-def test_error_inputs(make, exc, msg):
-    with pytest.raises(exc) as info:
-        make()
-    assert msg in str(info.value)
-    assert "\n" not in str(info.value)
 
 
 # -- foreach against the for-loop ----------------------------------------------------------------------
