@@ -75,16 +75,6 @@ REGS = {"linear": GroupL12(0.1, "rows"), "conv": GroupL12(0.1, "kernels"), "atte
         "recurrent": L1(0.3), "embedding": GroupL12(0.4, "rows")}
 
 
-def _expected_kind(module: nn.Module, pname: str) -> str:
-    """The table in bregman.params, written out independently."""
-    if isinstance(module, nn.MultiheadAttention) or (pname == "weight" and "out_proj" in module._get_name().lower()):
-        return "attention"
-    return {nn.Linear: "linear", nn.Conv1d: "conv", nn.Conv2d: "conv", nn.Conv3d: "conv", nn.ConvTranspose1d: "conv",
-            nn.ConvTranspose3d: "conv", nn.Embedding: "embedding", nn.LSTM: "recurrent",
-            nn.GRUCell: "recurrent"}.get(type(module).__mro__[0] if type(module) in (nn.Linear,) else
-                                         next(t for t in type(module).__mro__ if t.__module__.startswith("torch.nn")))
-
-
 @pytest.mark.parametrize("name", list(MODELS_UNDER_TEST))
 def test_every_weight_is_classified_regularized_counted_and_initialized(name):
     torch.manual_seed(0)

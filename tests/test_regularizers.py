@@ -119,3 +119,15 @@ def test_kernels_and_filters_of_every_conv_dimension(shape):
     factor = (1 - 0.5 * math.sqrt(n) / norms).clamp_min(0)
     torch.testing.assert_close(kernels, (w.flatten(2) * factor).reshape(shape))
     assert GroupL12(0.5, "filters").prox(w, 1.0).shape == shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_subgradient_of_a_zero_group_is_zero_for_any_lam(dtype):
+    """∂J at a zero group is taken as 0, also when λ√n_g / (the smallest normal number) overflows."""
+    x = torch.zeros(4, 2304, dtype=dtype)
+    x[1, :3] = torch.tensor([3.0, 4.0, 0.0], dtype=dtype)
+    p = GroupL12(0.5, "rows").subgradient(x)  # λ√n_g = 24
+    assert torch.isfinite(p).all() and not p[[0, 2, 3]].any()
+    torch.testing.assert_close(p[1, :2], torch.tensor([0.6, 0.8], dtype=dtype) * 24, rtol=1e-2, atol=0)
+    heads = GroupL12(0.5, "heads", head_dim=2).subgradient(x)
+    assert torch.isfinite(heads).all() and not heads[2:].any()

@@ -237,7 +237,8 @@ class GroupL12(Regularizer):
         dims, sqrt_n = self._dims(x)
         xv = self._view(x)
         norm = torch.linalg.vector_norm(xv, dim=dims, keepdim=True)
-        return (xv * ((self.lam * sqrt_n) / norm.clamp_min(torch.finfo(norm.dtype).tiny))).reshape(x.shape)
+        # x_g/‖x_g‖ first: λ√n_g/tiny would overflow to inf once λ√n_g > ~4 (float32), and 0·inf is NaN
+        return (xv / norm.clamp_min(torch.finfo(norm.dtype).tiny)).mul_(self.lam * sqrt_n).reshape(x.shape)
 
     def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
         scale = self._scale(v, self.lam)
