@@ -19,7 +19,9 @@ PASS/FAIL column and ``--json`` carry the verdict.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import importlib
 import json
 import math
 import os
@@ -41,6 +43,8 @@ except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT / "src"))
 
 from bregman import AdaBreg, LinBreg, ProxSGD  # noqa: E402
+# the modules (``bregman.optim.linbreg`` the attribute is the functional of that name)
+linbreg, adabreg = (importlib.import_module(f"bregman.optim.{m}") for m in ("linbreg", "adabreg"))
 from bregman._atomic import write_text_atomic  # noqa: E402
 from bregman.regularizers import L1, GroupL12, Null, Regularizer  # noqa: E402
 
@@ -162,6 +166,7 @@ class Case:
     baseline: str | None = None  # name of the case this one is compared with
     target: float | None = None  # max ratio vs baseline
     needs_conv: bool = False
+    fused: bool = True  # False: torch's fused SGD/Adam kernels switched off (the foreach ops instead)
     times: list[float] = field(default_factory=list)
     opt: torch.optim.Optimizer | None = None
     params: list | None = None
@@ -179,8 +184,24 @@ def cases(has_conv: bool) -> list[Case]:
         Case("LinBreg-kernels", lambda g: LinBreg(g, lr=LR), GroupL12(LAM, "kernels"), l1, "SGD-momentum", 2.0,
              needs_conv=True),
         Case("ProxSGD-l1", lambda g: ProxSGD(g, lr=LR), l1, l1, "SGD", None),
+        # what torch's fused kernels are worth here: the same steps with the foreach ops only
+        Case("LinBreg-l1-momentum, no fused kernel", lambda g: LinBreg(g, lr=LR, momentum=0.9), l1, l1,
+             "LinBreg-l1-momentum", fused=False),
+        Case("AdaBreg-l1, no fused kernel", lambda g: AdaBreg(g, lr=1e-3), l1, l1, "AdaBreg-l1", fused=False),
     ]
     return [c for c in todo if has_conv or not c.needs_conv]
+
+
+@contextlib.contextmanager
+def fused_kernels(on: bool):
+    """Let the optimizers use torch's fused CPU kernels where exact (their default), or not."""
+    saved = linbreg.fused_ok, adabreg.fused_ok
+    if not on:
+        linbreg.fused_ok = adabreg.fused_ok = lambda lists: False
+    try:
+        yield
+    finally:
+        linbreg.fused_ok, adabreg.fused_ok = saved
 
 
 def state_ratio(opt: torch.optim.Optimizer, params: list[torch.Tensor]) -> float:
@@ -207,8 +228,9 @@ def run_model(name: str, rounds: int, warmup: int, inner: int, seed: int) -> dic
     for c in todo:
         c.params, groups = make_params(shapes, init, grads, conv=c.conv, linear=c.linear)
         c.opt = c.build(groups)
-        for _ in range(max(warmup, 1)):  # ≥ 1: creates v and the moments
-            c.opt.step()
+        with fused_kernels(c.fused):
+            for _ in range(max(warmup, 1)):  # ≥ 1: creates v and the moments
+                c.opt.step()
 
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -217,10 +239,11 @@ def run_model(name: str, rounds: int, warmup: int, inner: int, seed: int) -> dic
             k = r % len(todo)
             for c in todo[k:] + todo[:k]:  # rotate the order so no case always follows the same one
                 step = c.opt.step
-                t0 = time.perf_counter()
-                for _ in range(inner):
-                    step()
-                c.times.append((time.perf_counter() - t0) / inner)
+                with fused_kernels(c.fused):
+                    t0 = time.perf_counter()
+                    for _ in range(inner):
+                        step()
+                    c.times.append((time.perf_counter() - t0) / inner)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -236,14 +259,14 @@ def run_model(name: str, rounds: int, warmup: int, inner: int, seed: int) -> dic
                          baseline=c.baseline, ratio=paired, ratio_of_medians=of_medians, target=c.target,
                          verdict=verdict, state_bytes_per_param_byte=state_ratio(c.opt, c.params)))
 
-    head = f"{'method':<22}{'ms/step':>9}{'vs':>14}{'ratio':>8}{'(of medians)':>14}{'target':>8}{'':>6}{'state B/B':>11}"
+    head = f"{'method':<37}{'ms/step':>9}{'vs':>22}{'ratio':>8}{'(of medians)':>14}{'target':>8}{'':>6}{'state B/B':>11}"
     print(head)
     print("-" * len(head))
     for r in rows:
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
         of_med = f"{r['ratio_of_medians']:.2f}x" if r["ratio_of_medians"] is not None else "-"
         target = f"<={r['target']:.1f}x" if r["target"] is not None else "-"
-        print(f"{r['method']:<22}{r['ms']:>9.3f}{r['baseline'] or '-':>14}{ratio:>8}{of_med:>14}{target:>8}"
+        print(f"{r['method']:<37}{r['ms']:>9.3f}{r['baseline'] or '-':>22}{ratio:>8}{of_med:>14}{target:>8}"
               f"{r['verdict'] or '':>6}{r['state_bytes_per_param_byte']:>11.2f}")
     return dict(model=name, shapes_from=source, n_params=n_params, n_tensors=len(shapes), inner=inner,
                 results=rows)
