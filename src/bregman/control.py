@@ -100,18 +100,21 @@ _UNIT_NORMS: dict[str, Callable[[Regularizer, Tensor], Tensor]] = {
 }
 
 
-def _unit_norms(reg: Regularizer, v: Tensor) -> Tensor:
+def _unit_rule(reg: Regularizer) -> Callable[[Regularizer, Tensor], Tensor]:
     try:
-        rule = _UNIT_NORMS[reg.kind]
+        return _UNIT_NORMS[reg.kind]
     except KeyError:
         raise ValueError(f"DensityController: no support rule for regularizer kind {reg.kind!r}; "
                          f"known: {sorted(_UNIT_NORMS)}") from None
-    return rule(reg, v)
+
+
+def _unit_norms(reg: Regularizer, v: Tensor) -> Tensor:
+    return _unit_rule(reg)(reg, v)
 
 
 def _per_unit(x: Tensor, unit: str) -> Tensor:
-    """Entries, or the largest entry of each kernel (a conv weight's dims 2…; 2-D weights: entries)."""
-    return x.flatten(2).amax(dim=2) if unit == "kernels" and x.ndim > 2 else x
+    """Entries, or the largest |entry| of each kernel (a conv weight's dims 2…; 2-D weights: entries)."""
+    return x.flatten(2).abs().amax(dim=2) if unit == "kernels" and x.ndim > 2 else x
 
 
 @torch.no_grad()
@@ -221,7 +224,7 @@ class DensityController:
             if isinstance(reg, Null):
                 raise ValueError(f"DensityController: param group {name!r} has no regularizer (Null), so "
                                  f"its density cannot be controlled; regularize it or leave it out of `groups`")
-            _unit_norms(reg, torch.zeros(1, 1, 1, 1))  # an unknown kind fails here, not mid-training
+            _unit_rule(reg)  # an unknown kind fails here, not mid-training
             if reg.lam <= 0:
                 raise ValueError(f"DensityController: param group {name!r} has λ = {reg.lam!r}; λ_g = s·λ_g "
                                  f"keeps the groups' ratio, so start every controlled group from a λ > 0")
@@ -300,7 +303,10 @@ class DensityController:
         # (k+1)-th largest is among them (exact either way; a selection of ~k entries, not all N).
         above = flat[flat > 0.5 * self.scale]
         pool = above if above.numel() > k else flat
-        return float(torch.kthvalue(pool.cpu(), pool.numel() - k).values)
+        s = float(torch.kthvalue(pool.cpu(), pool.numel() - k).values)
+        # a few ulps above the (k+1)-th score: the prox's own rounding of ‖v_u‖ − λ√n_u then never
+        # admits the unit whose score is s, nor one tied with it
+        return s * (1 + 4 * torch.finfo(flat.dtype).eps)
 
     def _apply(self, scale: float) -> None:
         """Set λ_g = s·w_g in every controlled group, moving v (and θ, in exact mode) by :func:`change_lam_`."""
