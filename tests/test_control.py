@@ -310,3 +310,117 @@ def test_a_group_with_lam_zero_is_a_clear_error():
 def test_null_groups_are_left_out_by_default():
     opt = LinBreg(param_groups(_conv_model(), linear=L1(0.05), conv=Null()), lr=0.1)
     assert DensityController(opt, 0.1).group_names == ["linear"]
+
+
+# --------------------------------------------------------------------------- config, CLI and report
+@pytest.fixture(scope="module")
+def mnist_root():
+    import os
+
+    from bregman.data import DataError, load_dataset
+
+    root = os.environ.get("BREGMAN_DATA")
+    try:
+        load_dataset("mnist", root)
+    except DataError as e:
+        pytest.skip(f"real MNIST not available ({e}); run `bregman data fetch mnist`")
+    return root
+
+
+@pytest.mark.parametrize("override,message", [
+    ("target_density=0", r"'target_density': 0.0 \(must be in \(0.0, 1.0\]\)"),
+    ("target_density=1.5", r"'target_density': 1.5 \(must be in \(0.0, 1.0\]\)"),
+    ("target_density=nan", "a finite float"),
+    ("target_density=-inf", "a finite float"),
+    ("target_measure=N_rows", "target_measure"),
+    ("target_mode=quantile", "target_mode"),
+])
+def test_config_rejects_bad_targets(override, message):
+    from bregman.train.config import ConfigError, apply_overrides, load_config
+
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(load_config("mnist-mlp"), [override])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "proxsgd"])
+def test_config_rejects_a_target_without_a_bregman_optimizer(optimizer):
+    from bregman.train.config import ConfigError, apply_overrides, load_config
+
+    with pytest.raises(ConfigError, match=f"target_density needs optimizer linbreg or adabreg, got '{optimizer}'"):
+        apply_overrides(load_config("mnist-mlp"), [f"optimizer={optimizer}", "target_density=0.05"])
+
+
+def test_config_rejects_a_target_with_pruning():
+    from bregman.train.config import ConfigError, apply_overrides, load_config
+
+    with pytest.raises(ConfigError, match="target_density and prune_target"):
+        apply_overrides(load_config("mnist-mlp"), ["prune_target=0.1", "target_density=0.05"])
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["target_measure=N_conv"], "target_measure='N_conv', but model 'mlp' has no such weights"),
+    (["reg_linear=none"], "'linear' has no regularizer .*reg_linear='none'"),
+])
+def test_training_with_an_unreachable_target_is_a_clear_error(mnist_root, tmp_path, capsys, overrides, message):
+    from bregman.cli import main
+
+    rc = main(["train", "mnist-mlp", "--set", "target_density=0.05", *sum((["--set", o] for o in overrides), []),
+               "--set", f"data_root={mnist_root}", "--set", "progress=off", "--out", str(tmp_path / "r")])
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1
+    import re
+
+    assert re.search(message, err), err
+
+
+@pytest.mark.parametrize("mode,every", [("exact", "batch"), ("adaptive", "epoch")])
+def test_cli_resume_is_bit_identical(mnist_root, tmp_path, mode, every):
+    """2 epochs, resumed to 3, against 3 straight: the same weights, λ, controller state and history."""
+    from bregman.cli import main
+
+    def train(out, epochs, *extra):
+        args = ["train", "mnist-mlp", "--out", str(out), "--set", f"epochs={epochs}", "--set", "threads=1",
+                "--set", "target_density=0.05", "--set", f"target_mode={mode}", "--set", f"target_every={every}",
+                "--set", "target_ramp_epochs=2", "--set", f"data_root={mnist_root}", "--set", "progress=off",
+                *extra]
+        assert main(args) == 0
+
+    train(tmp_path / "straight", 3)
+    train(tmp_path / "resumed", 2)
+    train(tmp_path / "resumed", 3, "--resume")
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["controller"] == b["controller"] and a["controller"]["steps"] > 0
+    assert [g["reg"] for g in a["optimizer"]["param_groups"]] == [g["reg"] for g in b["optimizer"]["param_groups"]]
+    strip = [{k: v for k, v in m.items() if k != "seconds"} for m in a["history"]]
+    assert strip == [{k: v for k, v in m.items() if k != "seconds"} for m in b["history"]]
+    last = a["history"][-1]
+    assert last["target_density"] == 0.05 and set(last["lam"]) == {"linear"}
+    if mode == "exact":
+        assert last["N_total"] == pytest.approx(0.05, abs=1e-5)
+
+
+def test_report_shows_target_beside_the_density_reached(tmp_path):
+    import json
+
+    from bregman.report import write_report
+
+    for seed in (0, 1):
+        d = tmp_path / f"s{seed}"
+        d.mkdir()
+        rows = [{"epoch": e, "train_loss": 0.1, "val_acc": 0.97, "N_total": 0.049, "target_density": 0.05}
+                for e in (1, 2)]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        summary = {"name": "t", "label": "LinBreg 5%", "seed": seed, "epochs": 2, "finished": True,
+                   "epochs_done": 2, "best_epoch": 2, "best_val_acc": 0.97, "N_total": 0.049, "test_acc": 0.97,
+                   "final": {"N_total": 0.049, "val_acc": 0.97}, "target_density": 0.05,
+                   "target_measure": "N_total"}
+        (d / "summary.json").write_text(json.dumps(summary))
+    write_report([tmp_path / "s0", tmp_path / "s1"], tmp_path / "rep")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    for table in md.split("## ")[1:3]:
+        header = next(line for line in table.splitlines() if line.startswith("| label"))
+        assert "target %" in header and "N_total %" in header
+        assert "5.00 ± 0.00" in table and "4.90 ± 0.00" in table

@@ -139,6 +139,11 @@ class Run:
     def git_rev(self) -> str | None:
         return (self.summary or {}).get("git_rev")
 
+    @property
+    def target_density(self) -> float | None:
+        """The density the run was trained to (``target_density``; None without a target)."""
+        return self._get("target_density")
+
     def best(self) -> dict[str, float | None]:
         """``BEST_KEYS`` at the epoch of best validation score: from the summary (``best_val_<score>``,
         then its ``extra`` for keys it lacks), or (no summary) from the metrics, the best epoch being
@@ -426,15 +431,25 @@ def _best_table(rows: Sequence[Row]) -> list[str]:
             cols.append((_header(col), lambda r, c=col, w=where: _fmt_stat(c.key, getattr(r, w).get(c.key))))
         if col.key in paper_keys:
             cols.append(("paper " + _header(col), lambda r, c=col: _fmt_paper(r.paper.get(c.key))))
+    cols = _target_column(rows) + cols
     header = ["label", "seeds", "epochs", *(h for h, _ in cols)]
     body = [[r.label, _seeds_cell(r), _epochs_cell(r), *(cell(r) for _, cell in cols)] for r in rows]
     return _markdown_table(header, body, right_from=1)
 
 
+def _target_column(rows: Sequence[Row]) -> list[tuple[str, Callable[[Row], str]]]:
+    """A ``target %`` column beside the densities reached, where some run had a target density."""
+    if not any(r.target_density is not None for row in rows for r in row.runs):
+        return []
+    return [("target %", lambda row: _fmt_stat("N_total", Stat.of(r.target_density for r in row.runs)))]
+
+
 def _final_table(rows: Sequence[Row]) -> list[str]:
     cols = [c for c in FINAL_COLUMNS if any(r.final[c.key] for r in rows)]
-    header = ["label", "epochs", *(_header(c) for c in cols)]
-    body = [[r.label, _epochs_cell(r), *(_fmt_stat(c.key, r.final[c.key]) for c in cols)] for r in rows]
+    target = _target_column(rows)
+    header = ["label", "epochs", *(h for h, _ in target), *(_header(c) for c in cols)]
+    body = [[r.label, _epochs_cell(r), *(cell(r) for _, cell in target),
+             *(_fmt_stat(c.key, r.final[c.key]) for c in cols)] for r in rows]
     return _markdown_table(header, body, right_from=1)
 
 
