@@ -25,9 +25,6 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-#: images per row of `bregman figure denoise` (a figure of 1.2 inches per image)
-MAX_FIGURE_IMAGES = 64
-
 
 def _cmd_fetch(args) -> int:
     from bregman._atomic import writable_dir
@@ -100,8 +97,6 @@ def _cmd_figure(args) -> int:
     from bregman._extras import require
 
     require("matplotlib", "bregman figure")
-    if not 1 <= args.n <= MAX_FIGURE_IMAGES:
-        raise ValueError(f"-n {args.n}: images per row must be in 1..{MAX_FIGURE_IMAGES}")
     if Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a folder: name a PNG file, e.g. --out {Path(args.out) / 'figure.png'}")
     writable_dir(Path(args.out).parent)

@@ -21,7 +21,10 @@ from torch import Tensor
 
 from bregman._atomic import save_figure
 
-__all__ = ["kernel_grid", "plot_kernels", "kernels_from_run", "plot_denoising", "denoising_from_runs"]
+__all__ = ["kernel_grid", "plot_kernels", "kernels_from_run", "plot_denoising", "denoising_from_runs", "MAX_IMAGES"]
+
+#: images per row of Fig. 5 (1.2 inches each): more is no figure, and takes minutes to draw
+MAX_IMAGES = 64
 
 
 def kernel_grid(weight: Tensor, pad: int = 1) -> Tensor:
@@ -123,7 +126,8 @@ def denoising_from_runs(run_dirs: Mapping[str, str | Path], out_path: str | Path
     ``checkpoint.pt``) applied to the first ``n`` noisy test images, one row per ``{label: run dir}``.
 
     Raises:
-        ValueError: ``n`` below 1 or above the number of test images, or a run is not a denoising one.
+        ValueError: ``n`` outside 1..``MAX_IMAGES`` or above the number of test images (checked
+            before anything is loaded), or a run is not a denoising one.
     """
     from bregman.data import load_dataset, noisy_splits
     from bregman.data.loader import to_float
@@ -131,6 +135,8 @@ def denoising_from_runs(run_dirs: Mapping[str, str | Path], out_path: str | Path
     from bregman.train.config import config_from_dict
     from bregman.train.loop import build_model
 
+    if not 1 <= n <= MAX_IMAGES:
+        raise ValueError(f"-n {n}: images per row must be in 1..{MAX_IMAGES}")
     outputs, noisy, clean = {}, None, None
     for label, run_dir in run_dirs.items():
         ck = load_checkpoint(Path(run_dir) / "checkpoint.pt", keys=("config", "model"),
