@@ -281,29 +281,33 @@ def test_resume_with_fewer_epochs_refuses_instead_of_2_of_1(tiny, tmp_path, caps
 
 # ----------------------------------------------------------------- 7. non-finite at its step
 def _inject(model_param: torch.nn.Parameter, at_step: int, value: float):
-    """A gradient hook that puts ``value`` into entry [0, 0] of the gradient at backward ``at_step``."""
+    """A gradient hook that puts ``value`` into the first entry of the gradient at backward ``at_step``."""
     calls = {"n": 0}
 
     def hook(grad):
         calls["n"] += 1
         if calls["n"] == at_step:
             grad = grad.clone()
-            grad.view(-1)[0] = value
+            grad[(0,) * grad.dim()] = value
         return grad
 
     return model_param.register_hook(hook)
 
 
+#: the weight that gets the bad entry, and its size, per model
+TARGET = {"mlp": ("layers.fc2.weight", 80 * 200), "convnet": ("features.conv2.weight", 64 * 64 * 5 * 5)}
+
+
 @pytest.fixture
 def inject(monkeypatch):
-    """``inject(value, at_step)``: every model the loop builds gets that bad gradient entry in
-    ``layers.fc2.weight`` at that backward pass (counted over the whole run)."""
+    """``inject(value, at_step)``: every model the loop builds gets that bad gradient entry in its
+    ``TARGET`` weight at that backward pass (counted over the whole run)."""
     real = loop.build_model
 
     def arm(value, at_step):
         def build(cfg, device):
             model = real(cfg, device)
-            _inject(dict(model.named_parameters())["layers.fc2.weight"], at_step, value)
+            _inject(dict(model.named_parameters())[TARGET[cfg.model][0]], at_step, value)
             return model
 
         monkeypatch.setattr(loop, "build_model", build)
@@ -311,21 +315,31 @@ def inject(monkeypatch):
     return arm
 
 
-PATHS = [("linbreg", "l1", True), ("linbreg", "l1", False), ("linbreg", "rows", True), ("linbreg", "columns", False),
-         ("adabreg", "l1", True), ("adabreg", "rows", False), ("proxsgd", "l1", True), ("sgd", "none", True)]
+# (optimizer, model, regularizer of the linear / conv weights, foreach): every regularizer, both paths
+PATHS = [("linbreg", "mlp", "l1", True), ("linbreg", "mlp", "l1", False), ("linbreg", "mlp", "rows", True),
+         ("linbreg", "mlp", "columns", False), ("adabreg", "mlp", "l1", True), ("adabreg", "mlp", "rows", False),
+         ("proxsgd", "mlp", "l1", True), ("sgd", "mlp", "none", True),
+         ("linbreg", "convnet", "kernels", True), ("linbreg", "convnet", "filters", False),
+         ("adabreg", "convnet", "kernels", False)]
+
+
+def _path_cfg(sets, optimizer, model, reg, foreach, **kw):
+    regs = {"reg_linear": reg} if model == "mlp" else {"model": model, "reg_conv": reg}
+    return _cfg(sets, epochs=2, optimizer=optimizer, foreach=foreach, lr=1e-3 if "ada" in optimizer else 0.1,
+                **regs, **kw)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
-@pytest.mark.parametrize("optimizer, reg, foreach", PATHS)
-def test_a_bad_gradient_stops_the_run_at_its_step(tiny, tmp_path, inject, value, optimizer, reg, foreach):
+@pytest.mark.parametrize("optimizer, model, reg, foreach", PATHS)
+def test_a_bad_gradient_stops_the_run_at_its_step(tiny, tmp_path, inject, value, optimizer, model, reg, foreach):
     _, sets = tiny
-    cfg = _cfg(sets, epochs=2, optimizer=optimizer, reg_linear=reg, foreach=foreach,
-               lr=1e-3 if "ada" in optimizer else 0.1)
+    cfg = _path_cfg(sets, optimizer, model, reg, foreach)
     inject(value, at_step=4 + 2)  # 4 steps per epoch: epoch 2, step 2
     with pytest.raises(TrainingError) as err:
         train(cfg, tmp_path / "run")
     msg = str(err.value)
-    assert msg.startswith(f"non-finite gradient of layers.fc2.weight (1 of 16000 entries non-finite, e.g. {value}) "
+    name, size = TARGET[model]
+    assert msg.startswith(f"non-finite gradient of {name} (1 of {size} entries non-finite, e.g. {value}) "
                           f"at epoch 2, step 2 of 4; the checkpoint of epoch 1 in {tmp_path / 'run'} is intact")
     assert "--resume --set nonfinite=skip" in msg
     ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
@@ -333,11 +347,10 @@ def test_a_bad_gradient_stops_the_run_at_its_step(tiny, tmp_path, inject, value,
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
-@pytest.mark.parametrize("optimizer, reg, foreach", PATHS)
-def test_nonfinite_skip_skips_that_step_and_counts_it(tiny, tmp_path, inject, value, optimizer, reg, foreach):
+@pytest.mark.parametrize("optimizer, model, reg, foreach", PATHS)
+def test_nonfinite_skip_skips_that_step_and_counts_it(tiny, tmp_path, inject, value, optimizer, model, reg, foreach):
     _, sets = tiny
-    cfg = _cfg(sets, epochs=2, optimizer=optimizer, reg_linear=reg, foreach=foreach, nonfinite="skip",
-               lr=1e-3 if "ada" in optimizer else 0.1)
+    cfg = _path_cfg(sets, optimizer, model, reg, foreach, nonfinite="skip")
     inject(value, at_step=6)
     train(cfg, tmp_path / "run")
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
