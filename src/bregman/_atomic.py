@@ -1,7 +1,7 @@
 """Files that survive a crash: atomic writes, line-by-line appends, tolerant reads, writable folders.
 
 * :func:`write_atomic` writes a temporary file in the same folder, flushes and fsyncs it, then
-  renames it over ``path``. An interrupted write (Ctrl-C, kill -9, a full disk, ``ulimit -f``)
+  renames it over ``path`` (and fsyncs the folder, so the rename survives a power cut). An interrupted write (Ctrl-C, kill -9, a full disk, ``ulimit -f``)
   never leaves a truncated file under the final name; what was there before stays intact.
 * :func:`append_line` appends one line to a JSONL file and fsyncs it: a crash loses at most the
   line being written, and leaves at most a torn last line, which :func:`read_jsonl` drops with a
@@ -51,22 +51,38 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object], *
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        os.chmod(tmp, _FILE_MODE if mode is None else mode)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _FILE_MODE if mode is None else mode)  # mkstemp makes 0600
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        tmp = None
+        _fsync_dir(path.parent)
     except OSError as e:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        raise WriteError(f"cannot write {path} ({e.strerror or e}); any earlier {path.name} is "
-                                  f"intact: free disk space or choose another output folder") from e
+        raise WriteError(f"cannot write {path} ({e.strerror or e}); any earlier {path.name} is intact: "
+                         f"free disk space or choose another output folder") from e
     except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (where the platform can open a folder; else a no-op)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -90,8 +106,8 @@ def append_line(path: str | os.PathLike, line: str) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        raise WriteError(f"cannot append to {path} ({e.strerror or e}): free disk space or "
-                                  f"choose another output folder") from e
+        raise WriteError(f"cannot append to {path} ({e.strerror or e}): free disk space or choose another "
+                         f"output folder") from e
 
 
 def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
