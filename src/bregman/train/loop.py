@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
 import json
 import math
 import subprocess
@@ -419,7 +418,11 @@ def _progress_on(cfg: Config, info: dist_util.DistInfo) -> bool:
     if cfg.progress == "on":
         require("tqdm", "progress=on", instead="or --set progress=off")
         return True
-    return importlib.util.find_spec("tqdm") is not None
+    try:
+        require("tqdm", "progress=auto")
+    except ImportError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------------- the run
