@@ -405,8 +405,9 @@ def test_stop_then_resume_with_skip_finishes(tiny, tmp_path, inject):
 def test_every_step_skipped_is_an_error(tiny, tmp_path):
     _, sets = tiny
     cfg = _cfg(sets, epochs=20, lr=1e6, optimizer="sgd", init_density=1.0, reg_linear="none", nonfinite="skip")
-    with pytest.raises(TrainingError, match=r"every one of the 4 steps of epoch \d+ had a non-finite"):
+    with pytest.raises(TrainingError, match=r"every one of the 4 steps of epoch \d+ had a non-finite") as err:
         train(cfg, tmp_path / "run")
+    assert str(err.value).endswith("lower it (--set lr=...) and start afresh with --overwrite")
 
 
 # ---------------------------------------------- 4, 6, 8. bad input: one line, no traceback

@@ -378,7 +378,9 @@ def _saved_state(run_dir: Path, saved_epoch: int | None, cfg: Config) -> str:
 def _nonfinite_error(what: str, run_dir: Path, saved_epoch: int | None, cfg: Config, lr: float) -> TrainingError:
     """``what`` and the ways on: lower the learning rate, or skip such steps."""
     cause = f"the learning rate {lr:g} is likely too large: lower it (--set lr=...)"
-    if saved_epoch:
+    if cfg.nonfinite == "skip":  # skipping did not help
+        way = f"{cause} and start afresh with --overwrite"
+    elif saved_epoch:
         way = (f"{cause} and start afresh with --overwrite, or skip such steps from the checkpoint on: "
                f"--resume --set nonfinite=skip")
     else:
