@@ -87,3 +87,13 @@ def test_inference_mode():
     x, w = torch.randn(8, 64), _row_sparse(64, 64, 4, torch.float32)
     with torch.inference_mode():
         torch.testing.assert_close(support_linear(x, w), F.linear(x, w))
+
+
+def test_rows_whose_squares_underflow_still_count():
+    w = _row_sparse(16, 8, 2, torch.float32)
+    w[7] = 1e-30  # its 2-norm underflows to 0 in float32; the row is not zero
+    x, b = torch.full((3, 8), 1e10), torch.zeros(16)
+    y = support_linear(x, w.requires_grad_(), b)
+    assert "SupportLinear" in type(y.grad_fn).__name__
+    torch.testing.assert_close(y, F.linear(x, w, b))
+    assert (y[:, 7] != 0).all()

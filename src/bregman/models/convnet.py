@@ -30,10 +30,8 @@ class ConvNet(nn.Module):
     Args:
         num_classes: number of logits.
         mean, std: input normalization, applied first in ``forward``.
-        support_conv: build the convolutions as ``SupportConv2d`` (forward pass and input gradient
-            on the non-zero kernels only; :mod:`bregman.models.support_conv`).
-        channels_last: store conv1's weight channels-last, so that every activation is
-            channels-last (:func:`bregman.models.layers.conv2d`).
+        support_conv, channels_last: execution options (:func:`bregman.models.layers.conv2d`): every
+            convolution a ``SupportConv2d``; conv1's weight channels-last.
 
     Input: ``N×1×28×28`` in [0, 1], any memory format (``channels_last`` included).
     """

@@ -55,10 +55,8 @@ class ResNet18(nn.Module):
     Args:
         num_classes: number of logits.
         mean, std: per-channel input normalization, applied first in ``forward``.
-        support_conv: build every convolution as ``SupportConv2d`` (forward pass and input
-            gradient on the non-zero kernels only; :mod:`bregman.models.support_conv`).
-        channels_last: store the stem's weight channels-last, so that every activation is
-            channels-last (:func:`bregman.models.layers.conv2d`).
+        support_conv, channels_last: execution options (:func:`bregman.models.layers.conv2d`): every
+            convolution a ``SupportConv2d``; the stem conv's weight channels-last.
 
     Input: ``N×3×32×32`` in [0, 1], any memory format (``channels_last`` included).
     """
