@@ -67,10 +67,12 @@ def support_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     Differentiable in ``x``, ``weight``, ``bias``."""
     w = weight.detach()
     limit = max_fraction * w.shape[0]
-    # Dense weights (SGD's, Adam's) are decided by one fast vectorized pass: a non-zero row norm
-    # proves a non-zero row (not conversely: squares of tiny entries underflow), so more than
-    # `limit` of them prove the dense case, exactly. A NaN norm counts as non-zero.
-    if x.dim() != 2 or int(torch.linalg.vector_norm(w, dim=1).count_nonzero()) > limit:
+    # Dense weights (SGD's, Adam's) are decided on the first m rows alone, with one fast vectorized
+    # pass: if all m > limit of them have a non-zero norm, more than `limit` rows are non-zero, and
+    # F.linear runs. Exact: a non-zero norm proves a non-zero row (not conversely: squares of tiny
+    # entries underflow; such rows go on to the exact support below). A NaN norm counts as non-zero.
+    m = int(limit) + 1
+    if x.dim() != 2 or (m <= w.shape[0] and bool(torch.linalg.vector_norm(w[:m], dim=1).all())):
         return F.linear(x, weight, bias)
     # the exact row support: a row is zero where its max and min are (two vectorized reductions,
     # 3× faster than ne(0).any(1); a NaN row counts as non-zero and spreads as in F.linear)
