@@ -75,11 +75,15 @@ def cpu_info() -> dict[str, object]:
     return {"model": model, "simd_flags": flags, "cores": os.cpu_count()}
 
 
+#: the files whose uncommitted changes would make the revision's figures not the revision's
+MEASURED = ("src/bregman/optim", "src/bregman/regularizers.py", "benchmarks/optimizer_step.py")
+
+
 def git_revision() -> str | None:
     try:
         r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                            text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "benchmarks"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *MEASURED], cwd=ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return (r.stdout.strip() + ("+dirty" if dirty else "")) or None if r.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
