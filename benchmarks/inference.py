@@ -66,7 +66,7 @@ DENOISE_ROWS = (460, 162, 130, 61, 222, 483)
 #: active conv1 filters of the Table 2 LinBreg run at epoch 30 (results/fmnist_table2.md, Fig. 1)
 CONVNET_CONV1_FILTERS = 9
 SWEEP_DENSITIES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
-SWEEP_SHAPES = ((784, 784), (128, 1024))  # (out, in): the denoiser's layers, the ConvNet's fc1
+SWEEP_SHAPES = ((784, 784), (200, 784), (128, 1024))  # (out, in): denoiser, MLP fc1, ConvNet fc1
 
 
 # -- the nets ------------------------------------------------------------------------------------
