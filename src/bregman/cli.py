@@ -69,8 +69,8 @@ def _cmd_sweep(args) -> int:
     failed = [r for r in results if not r.ok]
     print(f"{len(results)} runs under {out}; report with: bregman report {out} --out {out}/report")
     if failed:
-        print(f"bregman: error: {len(failed)} of {len(results)} runs failed (their train.log says why; "
-              f"the same command resumes them):", file=sys.stderr)
+        print(f"bregman: error: {len(failed)} of {len(results)} runs failed (the last lines of each train.log "
+              f"say why and what to do; then this command again runs what is left):", file=sys.stderr)
         for r in failed:
             print(f"  {r.label} seed {r.seed}: {r.run_dir / 'train.log'}", file=sys.stderr)
         return 1
