@@ -112,6 +112,11 @@ def test_cli_exports_a_trained_run(mnist_root, tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 0
     x = torch.rand(2, 1, 28, 28)
     assert load_exported(tmp_path / "mlp.onnx")(x).shape == (2, 10)
+    # A run written before an execution setting was retired still exports.
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    ck["config"]["fuse_conv_pool"] = True
+    torch.save(ck, run / "checkpoint.pt")
+    assert main(["export", str(run), "--format", "pt", "--out", str(tmp_path / "old.pt2"), "--images", "8"]) == 0
 
 
 def test_cli_missing_extra_is_one_line(tmp_path, monkeypatch, capsys):

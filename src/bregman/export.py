@@ -20,6 +20,7 @@ only here, when a function runs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import tempfile
@@ -192,10 +193,12 @@ def _run_model_and_images(run_dir: Path, n: int) -> tuple[nn.Module, Tensor, boo
     from bregman.data.loader import to_float
     from bregman.models import create_model
     from bregman.train.checkpoint import load_checkpoint
-    from bregman.train.config import config_from_dict
+    from bregman.train.config import Config, config_from_dict
 
     ck = load_checkpoint(run_dir / "checkpoint.pt")
-    cfg = config_from_dict(ck["config"])
+    # Keys a later version retired (execution settings) do not change what the model computes.
+    known = {f.name for f in dataclasses.fields(Config)}
+    cfg = config_from_dict({k: v for k, v in ck["config"].items() if k in known})
     state = (ck.get("best") or {}).get("state") or ck.get("model")
     if state is None:
         raise ValueError(f"{run_dir}/checkpoint.pt holds no model")
