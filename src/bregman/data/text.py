@@ -54,6 +54,8 @@ def split_of(relative: str) -> str:
 
 def encode(data: bytes) -> torch.Tensor:
     """Bytes → uint8 codes in [0, 128): non-ASCII bytes become 127."""
+    if not data:
+        return torch.empty(0, dtype=torch.uint8)
     t = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     return t.masked_fill(t >= VOCAB, VOCAB - 1)
 
