@@ -84,20 +84,6 @@ def test_bad_requests_are_clear_errors(tmp_path):
         export_model(compact(model, x, sparse_below=1.0), x, tmp_path / "m.onnx")
 
 
-@pytest.fixture
-def mnist_root():
-    import os
-
-    from bregman.data import DataError, load_dataset
-
-    root = os.environ.get("BREGMAN_DATA")
-    try:
-        load_dataset("mnist", root)
-    except DataError as e:
-        pytest.skip(f"real MNIST not available ({e}); run `bregman data fetch mnist`")
-    return root
-
-
 @pytest.mark.slow
 def test_cli_exports_a_trained_run(mnist_root, tmp_path, capsys):
     run = tmp_path / "demo"
