@@ -162,6 +162,7 @@ def test_model_and_inputs_are_left_alone():
     x0 = x.clone()
     small = compact(model, x)
     assert model.training and not small.training
+    assert all(p.requires_grad for p in small.parameters())  # as the model's: it can be fine-tuned
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert torch.equal(x, x0)
 

@@ -283,8 +283,9 @@ def compact(model: nn.Module, example_inputs: Tensor | Sequence[Tensor], *, spar
     with torch.enable_grad():
         while _compact_pass(net, inputs):
             pass
-    for p in net.parameters():
-        p.requires_grad_(False)
+    wanted = dict((n, p.requires_grad) for n, p in model.named_parameters())
+    for n, p in net.named_parameters():
+        p.requires_grad_(wanted.get(n, False))
     if sparse_below is not None:
         sparse_linears_(net, sparse_below)
     got = _outputs(net, inputs)
