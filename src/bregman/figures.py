@@ -133,7 +133,7 @@ def denoising_from_runs(run_dirs: Mapping[str, str | Path], out_path: str | Path
     from bregman.data.loader import to_float
     from bregman.train.checkpoint import load_checkpoint
     from bregman.train.config import config_from_dict
-    from bregman.train.loop import build_model
+    from bregman.train.build import build_model
 
     if not 1 <= n <= MAX_IMAGES:
         raise ValueError(f"-n {n}: images per row must be in 1..{MAX_IMAGES}")

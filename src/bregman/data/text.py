@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from .datasets import ArrayDataset, Splits
+from .arrays import ArrayDataset, Splits
 
 __all__ = ["VOCAB", "CONTEXT", "stdlib_files", "split_of", "encode", "decode", "windows", "stdlib_splits"]
 

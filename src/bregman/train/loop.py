@@ -26,8 +26,6 @@ progress bar, only when it is shown).
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 import math
 import subprocess
@@ -41,20 +39,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from bregman import init, metrics, regularizers
-from bregman.control import DensityController
+from bregman import metrics
 from bregman._atomic import append_line, read_json_object, write_text_atomic
 from bregman._extras import require
-from bregman.optim import OPTIMIZERS, create_optimizer
-from bregman.params import param_groups
 from bregman.train import distributed as dist_util
 from bregman.train import speed
+from bregman.train.build import (TrainingError, build_controller, build_loaders, build_model, build_optimizer,
+                                 build_scheduler, clean_train_loader, regularizer_groups, resolve_device)
 from bregman.train.checkpoint import RESUME_KEYS, load_checkpoint, load_snapshot, save_atomic
 from bregman.train.config import Config, config_from_dict, config_to_dict, save_config
+from bregman.train.evaluate import autocast, evaluate
+from bregman.train.prune import Pruner
 from bregman.train.rundir import RunLock, artefacts, remove_artefacts
 from bregman.train.tasks import Task, task_for
+from bregman.train.threshold import evaluate_thresholded, summary_extra
 
-__all__ = ["train", "TrainingError", "build_model", "build_optimizer", "build_loaders", "evaluate"]
+__all__ = ["train", "train_epoch", "finish", "TrainingError", "NonFiniteError"]
 
 #: Config fields that may differ between a run and its resumption (they do not change results).
 RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "checkpoint_every", "data_root", "device",
@@ -62,131 +62,11 @@ RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "checkpoint_ever
                                "retain_memory", "support_conv", "support_linear", "nonfinite"})
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss, a checkpoint that does not fit the config)."""
-
-
 class NonFiniteError(TrainingError):
     """A non-finite loss or gradient at one step (``nonfinite="stop"``); the message names it."""
 
 
-# --------------------------------------------------------------------------------------- building
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"device {name!r} requested but CUDA is not available; use --set device=cpu")
-    return dev
-
-
-def build_model(cfg: Config, device: torch.device) -> nn.Module:
-    """The model with the paper's (sparse) initialization, seeded by ``cfg.seed``."""
-    from bregman.models import SPEED_OPTIONS, create_model
-
-    torch.manual_seed(cfg.seed)
-    # Execution settings, built into the layers: how fast, never what, the model computes. The
-    # support layers are CPU-only; rows of a linear weight are all zero only in nets sparse by rows.
-    cpu = device.type == "cpu"
-    options = {"channels_last": cfg.channels_last, "support_conv": cfg.support_conv and cpu,
-               "support_linear": cfg.support_linear and cpu and "rows" in (cfg.reg_linear, cfg.init_linear)}
-    takes = SPEED_OPTIONS.get(cfg.model, frozenset())
-    model = create_model(cfg.model, **{k: v for k, v in options.items() if k in takes})
-    init.sparse_init_(model, cfg.init_density, linear=cfg.init_linear, conv=cfg.init_conv,
-                      weight_scale=cfg.weight_scale, bias_scale=cfg.bias_scale,
-                      generator=torch.Generator().manual_seed(cfg.seed))
-    model.to(device)
-    if cfg.retain_memory:  # no page faults on the big activation buffers, step after step
-        speed.retain_freed_memory()
-    return model
-
-
-def regularizer_groups(cfg: Config, model: nn.Module) -> list[dict[str, Any]]:
-    lam_conv = cfg.lam if cfg.lam_conv is None else cfg.lam_conv
-    attention = cfg.reg_linear if cfg.reg_attention == "linear" else cfg.reg_attention
-    return param_groups(model, linear=regularizers.get(cfg.reg_linear, cfg.lam),
-                        conv=regularizers.get(cfg.reg_conv, lam_conv),
-                        attention=regularizers.get(attention, cfg.lam))
-
-
-def build_optimizer(cfg: Config, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
-    hp = dict(lr=cfg.lr, momentum=cfg.momentum, betas=tuple(cfg.betas), eps=cfg.eps, delta=cfg.delta,
-              foreach=cfg.foreach)
-    return create_optimizer(cfg.optimizer, groups, **hp)
-
-
-#: target_measure → (the param groups it counts, its unit): N_conv counts non-zero kernels
-_TARGET_SCOPES = {"N_total": (("linear", "conv"), "entries"), "N_linear": (("linear",), "entries"),
-                  "N_conv": (("conv",), "kernels")}
-
-
-def build_controller(cfg: Config, opt: torch.optim.Optimizer, batches: int) -> DensityController | None:
-    """The target-density controller of ``cfg`` (None without ``target_density``). Stepped after every
-    ``opt.step()`` by a step hook (``target_every = "batch"``) or by the loop after each epoch."""
-    if cfg.target_density is None:
-        return None
-    names, unit = _TARGET_SCOPES[cfg.target_measure]
-    present = [g.get("name") for g in opt.param_groups]
-    names = [n for n in names if n in present]
-    if not names:
-        raise TrainingError(f"target_measure={cfg.target_measure!r}, but model {cfg.model!r} has no such "
-                            f"weights; choose another target_measure")
-    per_epoch = batches if cfg.target_every == "batch" else 1
-    ramp = cfg.target_ramp_epochs or max(cfg.epochs // 2, 1)
-    try:
-        ctrl = DensityController(opt, cfg.target_density, mode=cfg.target_mode, groups=names, unit=unit,
-                                 schedule=cfg.target_schedule, ramp_steps=ramp * per_epoch,
-                                 gain=cfg.target_gain / per_epoch)
-    except ValueError as e:
-        raise TrainingError(f"{e} (config: target_measure={cfg.target_measure!r}, reg_linear={cfg.reg_linear!r}, "
-                            f"reg_conv={cfg.reg_conv!r}, lam={cfg.lam!r}, lam_conv={cfg.lam_conv!r})") from None
-    if cfg.target_every == "batch":
-        opt.register_step_post_hook(lambda *_: ctrl.step())
-    return ctrl
-
-
-def build_scheduler(cfg: Config, opt: torch.optim.Optimizer):
-    if cfg.scheduler == "none":
-        return None
-    mode = "min" if cfg.plateau_metric == "train_loss" else "max"
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode=mode, factor=cfg.plateau_factor, patience=cfg.plateau_patience,
-        threshold=cfg.plateau_threshold)
-
-
-def build_loaders(cfg: Config, device: torch.device, info: dist_util.DistInfo):
-    """Train / validation / test loaders over in-memory tensors (data moved to ``device`` once)."""
-    from bregman.data import BatchLoader, cifar_augment, load_dataset, noisy_splits
-
-    base = "mnist" if cfg.dataset == "mnist-denoise" else cfg.dataset
-    splits = load_dataset(base, cfg.data_root, split=cfg.split, seed=cfg.split_seed, verify=cfg.verify_data)
-    if cfg.dataset == "mnist-denoise":
-        splits = noisy_splits(splits, cfg.noise_std, seed=cfg.split_seed)
-    augment = cifar_augment if cfg.dataset == "cifar10" and cfg.augment else None
-    # The models normalize their input first (bregman.models.normalize), so uint8 images go in raw.
-    train = BatchLoader(splits.train, cfg.batch_size, shuffle=True, augment=augment, device=device,
-                        generator=torch.Generator().manual_seed(cfg.seed), rank=info.rank,
-                        world_size=info.world_size, raw_images=True)
-    val = BatchLoader(splits.val, cfg.eval_batch_size, device=device, raw_images=True)
-    test = BatchLoader(splits.test, cfg.eval_batch_size, device=device, raw_images=True)
-    return train, val, test
-
-
-def clean_train_loader(train_loader, batch_size: int, device: torch.device):
-    """The training split of ``train_loader`` in order, unaugmented, unsharded, in batches of
-    ``batch_size``: to evaluate a finished model on the data it was trained on."""
-    from bregman.data import BatchLoader
-
-    return BatchLoader(train_loader.dataset, batch_size, device=device, raw_images=train_loader.raw_images)
-
-
 # ----------------------------------------------------------------------------------- one epoch
-def _autocast(cfg: Config, device: torch.device):
-    if cfg.amp == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def _penalty(groups: list[dict[str, Any]]) -> torch.Tensor | float:
     """Σ_groups J(θ) with its gradient (the Lasso baselines train on L + J)."""
     return sum(g["reg"].value(p) for g in groups for p in g["params"])
@@ -237,7 +117,7 @@ def train_epoch(model: nn.Module, forward: nn.Module, opt, loader, task: Task, c
     params = [p for g in groups for p in g["params"]]
     names = {id(p): n for n, p in model.named_parameters()}
     for k, (x, y) in enumerate(loader):
-        with _autocast(cfg, device):
+        with autocast(cfg, device):
             out = forward(x)
             loss = task.loss(out, y)
         objective = loss + _penalty(groups) if cfg.penalty == "loss" else loss
@@ -278,23 +158,6 @@ def train_epoch(model: nn.Module, forward: nn.Module, opt, loader, task: Task, c
                              f"gradient (nonfinite=skip skipped them all)")
     return {"loss": loss_sum.item() / count, "score": score_sum.item() / count if task.train_score else None,
             "nonfinite_steps": skipped}
-
-
-@torch.inference_mode()
-def evaluate(forward: nn.Module, model: nn.Module, loader, task: Task, cfg: Config,
-             device: torch.device) -> dict[str, float]:
-    """Mean loss and score over ``loader`` under ``model.eval()`` and inference mode."""
-    model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    score_sum = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
-    for x, y in loader:
-        with _autocast(cfg, device):
-            out = forward(x)
-        loss_sum += task.loss(out.float(), y) * len(x)
-        score_sum += task.score_sum(out, y)
-        count += len(x)
-    return {"loss": loss_sum.item() / count, "score": score_sum.item() / count}
 
 
 # ---------------------------------------------------------------------------------- bookkeeping
@@ -479,8 +342,6 @@ def _run(cfg: Config, run_dir: Path, ck: dict[str, Any] | None, device: torch.de
     forward = _maybe_compile(model, cfg)
     pruner = None
     if cfg.prune_target is not None:  # masks enforced around every opt.step() by hooks
-        from bregman.train.prune import Pruner
-
         pruner = Pruner(model, cfg.prune_target, cfg.prune_steps, cfg.epochs, structured=cfg.prune_structured)
         pruner.attach(opt)
     controller = build_controller(cfg, opt, len(train_loader))
@@ -629,8 +490,6 @@ def finish(model, forward, best, test_loader, task, cfg, device, *, val_loader=N
     te = evaluate(forward, model, test_loader, task, cfg, device)
     out: dict[str, Any] = {f"test_{task.score_name}": te["score"], "test_loss": te["loss"]}
     if cfg.threshold_target is not None:
-        from bregman.train.threshold import evaluate_thresholded
-
         loaders = {"test": test_loader, "val": val_loader,
                    "train": None if train_loader is None else clean_train_loader(train_loader, cfg.eval_batch_size,
                                                                                  device)}
@@ -653,8 +512,6 @@ def _write_summary(run_dir: Path, meta: dict, history: list, best: dict, wall: f
         "wall_time": wall,
     }
     if (test or {}).get("thresh") is not None:  # flat copies: the columns bregman.report prints
-        from bregman.train.threshold import summary_extra
-
         summary["extra"] = {**summary.get("extra", {}), **summary_extra(test["thresh"])}
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

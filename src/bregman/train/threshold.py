@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from bregman import metrics
+from bregman.train.evaluate import evaluate
 from bregman.train.prune import apply_masks_, masks_from_weights
 
 __all__ = ["threshold_", "thresholded_state", "evaluate_thresholded", "threshold_run", "summary_extra"]
@@ -58,8 +59,6 @@ def evaluate_thresholded(model: nn.Module, forward: nn.Module, loaders: Mapping[
                          device: torch.device, density: float, *, structured: bool = False) -> dict[str, Any]:
     """Threshold ``model`` in place and evaluate it on ``loaders`` (``{"test": ..., "val": ...,
     "train": ...}``, unaugmented); returns the ``thresh`` entry of a summary."""
-    from bregman.train.loop import evaluate
-
     thr = threshold_(model, density, structured=structured)
     sp = metrics.sparsity_report(model)
     out: dict[str, Any] = {"target": density, "structured": structured, "threshold": thr,
@@ -113,7 +112,7 @@ def _threshold_locked(run_dir: Path, density: float, structured: bool | None, da
     from bregman.train import distributed as dist_util
     from bregman.train.checkpoint import load_checkpoint
     from bregman.train.config import config_from_dict
-    from bregman.train.loop import build_loaders, build_model, clean_train_loader, resolve_device
+    from bregman.train.build import build_loaders, build_model, clean_train_loader, resolve_device
     from bregman.train.tasks import task_for
 
     summary_path = run_dir / "summary.json"
