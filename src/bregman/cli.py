@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run", help="run directory (with checkpoint.pt)")
     ex.add_argument("--format", choices=["onnx", "pt"], default="onnx", help="ONNX file or torch.export program (.pt2)")
     ex.add_argument("--out", required=True, help="file to write")
-    ex.add_argument("--images", type=int, default=256, help="test images to check the file on")
+    ex.add_argument("--images", type=_positive_int, default=256, help="test images to check the file on")
     ex.add_argument("--sparse-weights", action=argparse.BooleanOptionalAction, default=True,
                     help="ONNX: store mostly-zero weights as sparse initializers (smaller file, same outputs)")
     ex.set_defaults(func=_cmd_export)
