@@ -117,17 +117,18 @@ def train_epoch(model: nn.Module, forward: nn.Module, opt, loader, task: Task, c
     params = [p for g in groups for p in g["params"]]
     names = {id(p): n for n, p in model.named_parameters()}
     for k, (x, y) in enumerate(loader):
+        if info.enabled:  # the global batch size, summed over the ranks while the forward pass runs
+            global_count, counting = dist_util.global_count(len(x), device)
         with autocast(cfg, device):
             out = forward(x)
             loss = task.loss(out, y)
         objective = loss + _penalty(groups) if cfg.penalty == "loss" else loss
-        if info.enabled:  # local sum; the all-reduce divides by the global batch size
-            objective = objective * len(x)
+        if info.enabled:  # local sum / global batch size; DDP sums the gradients over the ranks
+            counting.wait()
+            objective = objective * (len(x) / global_count)
         for p in params:  # zero_grad(set_to_none=True) without its per-call profiler record
             p.grad = None
         objective.backward()
-        if info.enabled:
-            dist_util.all_reduce_grads(params, local_count=len(x))
         # Data parallel: the all-reduced gradients are the same on every rank, the local loss is
         # not; checking only the gradients keeps every rank's decision the same.
         checked = None if info.enabled else objective
@@ -340,6 +341,9 @@ def _run(cfg: Config, run_dir: Path, ck: dict[str, Any] | None, device: torch.de
     opt = build_optimizer(cfg, groups)
     sched = build_scheduler(cfg, opt)
     forward = _maybe_compile(model, cfg)
+    # Data parallel: training steps go through DistributedDataParallel; evaluation (every rank sees
+    # the whole split) through the model itself
+    train_forward = _maybe_compile(dist_util.data_parallel(model, info, device), cfg) if info.enabled else forward
     pruner = None
     if cfg.prune_target is not None:  # masks enforced around every opt.step() by hooks
         pruner = Pruner(model, cfg.prune_target, cfg.prune_steps, cfg.epochs, structured=cfg.prune_structured)
@@ -409,7 +413,7 @@ def _run(cfg: Config, run_dir: Path, ck: dict[str, Any] | None, device: torch.de
             density = history[-1]["N_total"] if history else None
             bar = _make_bar(len(train_loader), epoch, cfg.epochs, density) if show_bar else None
             try:
-                tr = train_epoch(model, forward, opt, train_loader, task, cfg, groups, info, device, bar,
+                tr = train_epoch(model, train_forward, opt, train_loader, task, cfg, groups, info, device, bar,
                                  epoch=epoch)
             except NonFiniteError as e:
                 raise _nonfinite_error(str(e), run_dir, saved_epoch, cfg, opt.param_groups[0]["lr"]) from None
