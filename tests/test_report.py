@@ -5,12 +5,14 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from bregman import report
 
 PNG = b"\x89PNG\r\n\x1a\n"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 # runs_dir holds a run still writing its last metrics line: read back, it warns (tested once below)
 pytestmark = pytest.mark.filterwarnings("ignore:.*metrics.jsonl. the last line:UserWarning")
 LINBREG, SGD = "LinBreg λ=1e-1", "SGD"
@@ -280,3 +282,19 @@ def test_run_files_of_the_wrong_json_type_are_errors_naming_them(tmp_path, file,
     (d / file).write_text(text)
     with pytest.raises(ValueError, match=message):
         report.load_runs(d)
+
+
+@pytest.mark.parametrize("stored", sorted(RESULTS.glob("*/report.json")), ids=lambda p: p.parent.name)
+def test_committed_reports_reload_to_the_same_tables(stored, tmp_path):
+    """``bregman report results/X/report.json`` (same title and command) writes the committed
+    ``report.md`` byte for byte, up to the plot list: a report.json keeps the runs' summaries, not
+    the per-epoch curves a plot of active neurons is drawn from."""
+    rep = json.loads(stored.read_text(encoding="utf-8"))
+    report.write_report([stored], tmp_path, title=rep["title"], command=rep["command"])
+
+    def tables(md: str) -> str:
+        return md.partition("\n## Plots\n")[0]
+
+    committed = (stored.parent / "report.md").read_text(encoding="utf-8")
+    assert tables((tmp_path / "report.md").read_text(encoding="utf-8")) == tables(committed)
+    assert "## At the best-validation checkpoint" in tables(committed)

@@ -393,8 +393,9 @@ def _run(cfg: Config, run_dir: Path, ck: dict[str, Any] | None, device: torch.de
         if ck is not None:  # epochs logged after the checkpoint (and a torn last line) are trained again
             write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
     rev = git_revision()
-    meta = {"name": cfg.name, "label": label or cfg.name, "seed": cfg.seed, "optimizer": cfg.optimizer,
-            "epochs": cfg.epochs, "git_rev": rev, "command": command, **(extra_summary or {})}
+    meta = {"name": cfg.name, "task": task.name, "label": label or cfg.name, "seed": cfg.seed,
+            "optimizer": cfg.optimizer, "epochs": cfg.epochs, "git_rev": rev, "command": command,
+            **(extra_summary or {})}
     if cfg.target_density is not None:  # bregman report prints it beside the density reached
         meta.update(target_density=cfg.target_density, target_measure=cfg.target_measure)
 
