@@ -25,7 +25,8 @@ def _kernels(model: nn.Module) -> int:
 
 
 def test_registry_covers_shape_table():
-    assert set(MODELS) == set(SHAPES)
+    # every image model is in the table; the character-level GPT takes token ids (test_charlm.py)
+    assert set(MODELS) - {"charlm_gpt"} == set(SHAPES)
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES))
