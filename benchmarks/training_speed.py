@@ -535,6 +535,12 @@ def main(argv: list[str] | None = None) -> int:
     if load_before is not None and load_before > 0.5 * cores:
         print(f"warning: load average {load_before:.1f} on {cores} cores: other work is running; absolute "
               f"figures are inflated (ratios measured within the run hold better)", file=sys.stderr)
+    from bregman.train.speed import retain_freed_memory
+
+    # process-wide (glibc): set before any runner allocates, so that every pipeline variant's
+    # tensors come from the same allocator regime, whichever is built first (build_model sets it
+    # only after its model's weights exist); the plain loop keeps the defaults in its own process
+    retain_freed_memory()
     t_start = time.perf_counter()
     peak = matmul_peak(args.clock)
     results = [bench_model(SPECS[m], args, peak) for m in models]
