@@ -1,5 +1,10 @@
 """What the Bregman optimizers share: hyperparameter checks, gradient collection, lazy dual variables.
 
+Parameters sharded by FSDP2 (``torch.distributed.fsdp.fully_shard``: DTensors split along dim 0) are
+stepped on their local shards: ℓ1 acts entry by entry and the groups of rows, kernels and filters lie
+inside one dim-0 slice, so the shard-local step is the unsharded step restricted to the shard. A
+grouping that spans a sharded dim (columns, the head groupings) is refused with an error.
+
 Each optimizer file follows torch.optim's four layers: the class (validates, packs ``defaults``),
 ``_init_group`` (creates state lazily, collects flat lists), a public functional that dispatches,
 and two implementations (``_single_tensor_*`` reference loop, ``_multi_tensor_*`` foreach path).
@@ -21,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from bregman.regularizers import Null, Regularizer, from_dict
+from bregman.regularizers import GROUPINGS, HEAD_BLOCKS, Null, Regularizer, from_dict
 
 #: Keys that torch or its schedulers put in param groups, allowed in addition to ``defaults``.
 _FOREIGN_KEYS = frozenset({"params", "name", "param_names", "initial_lr"})
@@ -153,7 +158,10 @@ class RegularizedOptimizer(Optimizer):
                 reg.check(p.shape)
             except ValueError:  # again, with the parameter's name in the message
                 reg.check(p.shape, self._param_name(group, i, p))
-            state = self.state[p]
+            state = self.state[p]  # keyed by the parameter itself, also when it is a DTensor shard
+            if hasattr(p, "to_local"):  # a DTensor (FSDP2): step on this process's shard, in place
+                _check_shard_local(reg, p, lambda: f"{type(self).__name__}: {self._param_name(group, i, p)}")
+                p, g = p.to_local(), g.to_local()
             if not state:
                 self._init_state(p, state, group)
             params.append(p)
@@ -202,6 +210,20 @@ class RegularizedOptimizer(Optimizer):
         for group in self.param_groups:  # state dicts of earlier versions
             group.setdefault("maximize", False)
             group.setdefault("foreach", None)
+
+
+def _check_shard_local(reg: Regularizer, p: Tensor, where: Callable[[], str]) -> None:
+    """Refuse a DTensor ``p`` whose regularizer has groups that span one of its sharded dims: the
+    group norms would be those of the shards' pieces (an entrywise regularizer is always local)."""
+    groups = getattr(reg, "groups", None)
+    if groups is None:
+        return
+    sharded = {pl.dim for pl in p.placements if pl.is_shard()}
+    spans = set(range(p.dim())) if groups in HEAD_BLOCKS else set(GROUPINGS[groups][1](p.dim()))
+    if sharded & spans:
+        raise ValueError(f"{where()} is sharded along dim {sorted(sharded)} and GroupL12(groups={groups!r}) "
+                         f"groups span that dim, so a shard-local step is wrong; use a grouping inside dim-0 "
+                         f"slices (rows, kernels, filters) or ℓ1, or leave this layer unsharded")
 
 
 def group_by_device_and_dtype(tensorlists: list[list]) -> Iterator[list[list]]:
