@@ -3,7 +3,7 @@
     python results/charlm/summarize.py RUN_DIR... --out results/charlm
 
 reads each run's ``metrics.jsonl``, ``summary.json`` and last ``checkpoint.pt`` and writes
-``charlm.json`` (per run: label, command, git revision, per-epoch val loss / val acc / N_total /
+``charlm.json`` (per run: label, command (the run directory by name), git revision, per-epoch val loss / val acc / N_total /
 N_linear, and at the last epoch the density of each kind of weight and the live attention heads)
 and ``loss_density.png`` (validation loss and N_total against the epoch).
 """
@@ -43,7 +43,9 @@ def summarize(run: Path) -> dict:
     model = create_model("charlm_gpt")
     model.load_state_dict(ck["model"])
     return {
-        "label": summary["label"], "command": summary.get("command"), "git_rev": summary.get("git_rev"),
+        # the run directory by its name only: no machine's paths in the results
+        "label": summary["label"], "command": (summary.get("command") or "").replace(str(run.resolve()), run.name),
+        "git_rev": summary.get("git_rev"),
         "seed": summary["seed"], "wall_time_s": summary["wall_time"], "test_loss": summary.get("test_loss"),
         "test_acc": summary.get("test_acc"), "best_epoch": summary["best_epoch"],
         "epochs": [{k: r[k] for k in ("epoch", "train_loss", "val_loss", "val_acc", "N_total", "N_linear")}
