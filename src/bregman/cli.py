@@ -38,7 +38,8 @@ def _cmd_fetch(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from bregman.train.config import apply_overrides, load_config, slug
+    from bregman.train.config import apply_overrides, load_config
+    from bregman.train.sweep import slug
     from bregman.train.loop import train
 
     cfg = apply_overrides(load_config(args.config), args.set or [])
@@ -59,8 +60,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from bregman.train.config import load_sweep
-    from bregman.train.sweep import run_sweep
+    from bregman.train.sweep import load_sweep, run_sweep
 
     sweep = load_sweep(args.sweep)
     out = Path(args.out) if args.out else Path("runs") / sweep.name
@@ -138,7 +138,8 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_list(args) -> int:
-    from bregman.train.config import list_presets, list_sweeps
+    from bregman.train.config import list_presets
+    from bregman.train.sweep import list_sweeps
 
     print("presets:", ", ".join(list_presets()))
     print("sweeps: ", ", ".join(list_sweeps()))

@@ -16,7 +16,8 @@ from bregman.figures import plot_kernels
 from bregman.optim import create_optimizer
 from bregman.params import param_groups
 from bregman.regularizers import L1
-from bregman.train.config import Config, apply_overrides, load_config, load_sweep
+from bregman.train.config import Config, apply_overrides, load_config
+from bregman.train.sweep import load_sweep
 from bregman.train.prune import Pruner, apply_masks_, magnitude_mask, prune_schedule
 from bregman.train.threshold import threshold_, threshold_run, thresholded_state
 

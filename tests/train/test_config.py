@@ -19,12 +19,10 @@ from bregman.train.config import (
     config_to_dict,
     config_to_toml,
     list_presets,
-    list_sweeps,
     load_config,
-    load_sweep,
     save_config,
-    slug,
 )
+from bregman.train.sweep import list_sweeps, load_sweep, slug
 
 PRESETS = ["mnist-mlp", "fmnist-cnn", "cifar10-resnet18", "mnist-denoise"]
 SWEEPS = ["fig2", "fig3", "table1", "table2", "table3"]

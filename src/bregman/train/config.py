@@ -1,4 +1,4 @@
-"""The typed experiment configuration: one frozen dataclass, TOML presets, sweeps and overrides.
+"""The typed experiment configuration: one frozen dataclass, TOML presets and overrides.
 
 A preset is a flat TOML file whose keys are ``Config`` fields (``src/bregman/configs/<name>.toml``);
 ``load_config`` reads one by name or by path, ``apply_overrides`` applies ``key=value`` strings (the
@@ -10,20 +10,7 @@ wrong type names the key, the value and the expected type, a string enum must be
 TOML has no null: an optional field is set to ``None`` with the string ``"none"`` (or ``"null"``),
 on the command line as in files.
 
-A sweep (``src/bregman/configs/sweeps/<name>.toml``) is a base preset, a list of seeds and a list of
-``[[run]]`` tables, each a ``label`` plus override keys; an optional ``[common]`` table holds
-overrides shared by every run::
-
-    description = "Figure 2"
-    base = "mnist-mlp"
-    seeds = [0, 1, 2]
-
-    [common]
-    epochs = 100
-
-    [[run]]
-    label = "LinBreg λ=1e-1"
-    lam = 0.1
+Sweep files (a base preset, seeds and labelled runs) are read by :mod:`bregman.train.sweep`.
 
 Example:
     >>> cfg = apply_overrides(load_config("mnist-mlp"), ["lam=0.01", "epochs=5"])
@@ -45,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -425,7 +412,7 @@ def _unknown_key(key: str, where: str = "") -> ConfigError:
     return ConfigError(f"unknown config key {key!r}{where}{suffix}")
 
 
-def _build(base: Config | None, values: Mapping[str, Any], where: str = "") -> Config:
+def build_config(base: Config | None, values: Mapping[str, Any], where: str = "") -> Config:
     """``base`` with ``values`` (typed) replaced, or a new Config when ``base`` is None."""
     types_ = _field_types()
     for key in values:
@@ -452,7 +439,7 @@ def apply_overrides(cfg: Config, overrides: Iterable[str] | Mapping[str, Any]) -
         ConfigError: unknown key (naming the nearest valid one), unparsable or invalid value.
     """
     if isinstance(overrides, Mapping):
-        return _build(cfg, overrides)
+        return build_config(cfg, overrides)
     if isinstance(overrides, str):
         overrides = [overrides]
     types_ = _field_types()
@@ -465,7 +452,7 @@ def apply_overrides(cfg: Config, overrides: Iterable[str] | Mapping[str, Any]) -
         if key not in types_:
             raise _unknown_key(key)
         values[key] = _parse_text(key, text, types_[key])
-    return _build(cfg, values)
+    return build_config(cfg, values)
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
@@ -475,48 +462,43 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 def config_from_dict(d: Mapping[str, Any]) -> Config:
     """Build a Config from a dict such as ``config_to_dict`` writes; missing keys take defaults."""
-    return _build(None, d)
+    return build_config(None, d)
 
 
 # --------------------------------------------------------------------------------------------- TOML
 
 
-def _configs_dir() -> Any:
+def configs_dir() -> Any:
     """The shipped ``configs`` folder (a Traversable: works from a wheel as from a checkout)."""
     return resources.files("bregman.configs")
 
 
-def _is_path(name_or_path: str | Path) -> bool:
+def is_toml_path(name_or_path: str | Path) -> bool:
     s = str(name_or_path)
     return isinstance(name_or_path, Path) or s.endswith(".toml") or "/" in s or "\\" in s
 
 
-def _list_toml(folder: Any) -> list[str]:
+def list_toml(folder: Any) -> list[str]:
     return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
 def list_presets() -> list[str]:
     """Names of the shipped presets (``load_config`` accepts each)."""
-    return _list_toml(_configs_dir())
+    return list_toml(configs_dir())
 
 
-def list_sweeps() -> list[str]:
-    """Names of the shipped sweeps (``load_sweep`` accepts each)."""
-    return _list_toml(_configs_dir().joinpath("sweeps"))
-
-
-def _read_toml(name_or_path: str | Path, kind: str) -> tuple[dict[str, Any], str, Path | None]:
+def read_toml(name_or_path: str | Path, kind: str) -> tuple[dict[str, Any], str, Path | None]:
     """(table, display name, file path or None for a shipped resource) of a preset or sweep."""
-    if _is_path(name_or_path):
+    if is_toml_path(name_or_path):
         path = Path(name_or_path)
         if not path.is_file():
             raise ConfigError(f"{kind} file not found: {str(path)!r}")
         text, where, file = path.read_text(encoding="utf-8"), str(path), path.resolve()
     else:
-        folder = _configs_dir() if kind == "preset" else _configs_dir().joinpath("sweeps")
+        folder = configs_dir() if kind == "preset" else configs_dir().joinpath("sweeps")
         resource = folder.joinpath(f"{name_or_path}.toml")
         if not resource.is_file():
-            known = _list_toml(folder)
+            known = list_toml(folder)
             hint = difflib.get_close_matches(str(name_or_path), known, n=1)
             extra = f"did you mean {hint[0]!r}? " if hint else ""
             raise ConfigError(
@@ -537,9 +519,9 @@ def load_config(name_or_path: str | Path) -> Config:
         ConfigError: unknown preset or missing file, invalid TOML, unknown key (with the file name),
             bad value.
     """
-    table, where, _ = _read_toml(name_or_path, "preset")
+    table, where, _ = read_toml(name_or_path, "preset")
     table.setdefault("name", Path(where).stem)
-    return _build(None, table, f" in {where}")
+    return build_config(None, table, f" in {where}")
 
 
 def _toml_value(value: Any) -> str:
@@ -571,135 +553,22 @@ def save_config(cfg: Config, path: str | Path) -> Path:
     return write_text_atomic(path, config_to_toml(cfg))  # atomic: never a torn config.toml
 
 
-# ------------------------------------------------------------------------------------------- sweeps
-
-
-class SweepRun(NamedTuple):
-    """One row of a sweep: a display label, its overrides (typed values, ``[common]`` merged) and
-    optionally the paper's numbers for this row (``paper = {N_total = 11.0, val_acc = 97.5}``, in
-    percent), which reports print beside ours."""
-
-    label: str
-    overrides: dict[str, Any]
-    paper: dict[str, float] = {}
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """A base preset, seeds and labelled runs; see the module docstring for the file format."""
-
-    name: str  # sweep name (file stem)
-    base: str  # preset name or path of the base config
-    seeds: tuple[int, ...]  # every run is repeated for each seed
-    runs: tuple[SweepRun, ...]  # in file order
-    description: str = ""  # free text from the file
-
-    def base_config(self) -> Config:
-        return load_config(self.base)
-
-    def expand(self) -> list[tuple[str, int, Config]]:
-        """``(label, seed, config)`` for every run × seed, in run-major order. Each config is the
-        base with the run's overrides, ``seed`` set, and ``name = "<sweep>-<slug(label)>"`` unless
-        the run sets ``name`` itself."""
-        base = self.base_config()
-        out = []
-        for run in self.runs:
-            cfg = apply_overrides(base, run.overrides)
-            if "name" not in run.overrides:
-                cfg = dataclasses.replace(cfg, name=f"{self.name}-{slug(run.label)}")
-            out += [(run.label, seed, dataclasses.replace(cfg, seed=seed)) for seed in self.seeds]
-        return out
-
-
-def slug(label: str) -> str:
-    """A file-name-safe form of a run label: ``"LinBreg λ=1e-1 + thresh."`` →
-    ``"linbreg-lam1e-1-plus-thresh"``."""
-    s = label.lower().replace("λ", "lam").replace("β", "beta").replace("δ", "delta")
-    s = re.sub(r"[^a-z0-9.-]+", "-", s.replace("=", "").replace("+", " plus "))
-    return re.sub(r"-+", "-", s).strip("-.") or "run"
-
-
-_SWEEP_KEYS = ("description", "base", "seeds", "common", "run")
-
-
-def load_sweep(name_or_path: str | Path) -> Sweep:
-    """Load a sweep by name (``src/bregman/configs/sweeps/<name>.toml``) or by path, and check every
-    run by building its config (so an unknown key or bad value fails here, naming the run).
-
-    Raises:
-        ConfigError: as ``load_config``, plus missing/duplicate labels, bad seeds, a run setting
-            ``seed`` (seeds belong to the sweep).
-    """
-    table, where, file = _read_toml(name_or_path, "sweep")
-    for key in table:
-        if key not in _SWEEP_KEYS:
-            hint = difflib.get_close_matches(key, _SWEEP_KEYS, n=1)
-            valid = ", ".join(_SWEEP_KEYS)
-            extra = f"; did you mean {hint[0]!r}?" if hint else f" (valid: {valid})"
-            raise ConfigError(f"unknown sweep key {key!r} in {where}{extra}")
-    base = table.get("base")
-    if not isinstance(base, str):
-        raise ConfigError(f"{where}: 'base' must be a preset name or path, got {base!r}")
-    if file is not None and _is_path(base) and not Path(base).is_absolute():
-        base = str(file.parent / base)  # relative to the sweep file
-    base_cfg = load_config(base)
-    seeds = table.get("seeds", [base_cfg.seed])
-    if not (
-        isinstance(seeds, list)
-        and seeds
-        and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-    ):
-        raise ConfigError(f"{where}: 'seeds' must be a non-empty list of ints, got {seeds!r}")
-    common = table.get("common", {})
-    if not isinstance(common, dict):
-        raise ConfigError(f"{where}: [common] must be a table, got {common!r}")
-    rows = table.get("run", [])
-    if not isinstance(rows, list) or not rows:
-        raise ConfigError(f"{where}: a sweep needs at least one [[run]] table")
-    runs: list[SweepRun] = []
-    slugs: dict[str, str] = {}
-    for i, row in enumerate(rows):
-        overrides = dict(row)
-        label = overrides.pop("label", None)
-        paper = overrides.pop("paper", {})
-        if not isinstance(paper, dict) or not all(isinstance(v, (int, float)) for v in paper.values()):
-            raise ConfigError(f"{where}: run {label!r}: 'paper' must be a table of numbers, got {paper!r}")
-        if not isinstance(label, str) or not label:
-            raise ConfigError(f"{where}: [[run]] number {i + 1} needs a non-empty string 'label'")
-        if slug(label) in slugs:
-            other = slugs[slug(label)]
-            raise ConfigError(f"{where}: run labels {other!r} and {label!r} name the same run")
-        slugs[slug(label)] = label
-        merged = {**common, **overrides}
-        if "seed" in merged:
-            raise ConfigError(f"{where}: run {label!r} sets 'seed'; list seeds in 'seeds' instead")
-        _build(base_cfg, merged, f" in {where}, run {label!r}")
-        runs.append(SweepRun(label, merged, dict(paper)))
-    return Sweep(
-        name=Path(where).stem,
-        base=base,
-        seeds=tuple(seeds),
-        runs=tuple(runs),
-        description=str(table.get("description", "")),
-    )
-
-
 __all__ = [
     "CHOICES",
     "DATASET_TASKS",
     "MODEL_DATASETS",
     "Config",
     "ConfigError",
-    "Sweep",
-    "SweepRun",
     "apply_overrides",
+    "build_config",
+    "configs_dir",
+    "is_toml_path",
+    "list_toml",
+    "read_toml",
     "config_from_dict",
     "config_to_dict",
     "config_to_toml",
     "list_presets",
-    "list_sweeps",
     "load_config",
-    "load_sweep",
     "save_config",
-    "slug",
 ]

@@ -1,4 +1,20 @@
-"""Run every (row × seed) of a sweep file: finished runs are skipped, interrupted ones resumed.
+"""Sweeps: the file format and the runner that runs every (row × seed): finished runs are skipped,
+interrupted ones resumed.
+
+A sweep (``src/bregman/configs/sweeps/<name>.toml``) is a base preset, a list of seeds and a list of
+``[[run]]`` tables, each a ``label`` plus override keys; an optional ``[common]`` table holds
+overrides shared by every run::
+
+    description = "Figure 2"
+    base = "mnist-mlp"
+    seeds = [0, 1, 2]
+
+    [common]
+    epochs = 100
+
+    [[run]]
+    label = "LinBreg λ=1e-1"
+    lam = 0.1
 
 Layout: ``OUT/<slug(label)>/seed<k>/`` holds one run directory per row and seed, so a sweep can be
 finished over several sessions by re-running the same command. Each run is a ``bregman train
@@ -8,18 +24,141 @@ CLI exits non-zero listing the failed runs.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from bregman._atomic import read_json_object, write_text_atomic
-from bregman.train.config import Sweep, apply_overrides, save_config, slug
+from bregman.train.config import (Config, ConfigError, apply_overrides, build_config, configs_dir, is_toml_path,
+                                  list_toml, load_config, read_toml, save_config)
 
-__all__ = ["plan", "run_sweep", "is_finished", "SweepResult"]
+__all__ = ["Sweep", "SweepRun", "load_sweep", "list_sweeps", "slug", "plan", "run_sweep", "is_finished",
+           "SweepResult"]
+
+
+class SweepRun(NamedTuple):
+    """One row of a sweep: a display label, its overrides (typed values, ``[common]`` merged) and
+    optionally the paper's numbers for this row (``paper = {N_total = 11.0, val_acc = 97.5}``, in
+    percent), which reports print beside ours."""
+
+    label: str
+    overrides: dict[str, Any]
+    paper: dict[str, float] = {}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A base preset, seeds and labelled runs; see the module docstring for the file format."""
+
+    name: str  # sweep name (file stem)
+    base: str  # preset name or path of the base config
+    seeds: tuple[int, ...]  # every run is repeated for each seed
+    runs: tuple[SweepRun, ...]  # in file order
+    description: str = ""  # free text from the file
+
+    def base_config(self) -> Config:
+        return load_config(self.base)
+
+    def expand(self) -> list[tuple[str, int, Config]]:
+        """``(label, seed, config)`` for every run × seed, in run-major order. Each config is the
+        base with the run's overrides, ``seed`` set, and ``name = "<sweep>-<slug(label)>"`` unless
+        the run sets ``name`` itself."""
+        base = self.base_config()
+        out = []
+        for run in self.runs:
+            cfg = apply_overrides(base, run.overrides)
+            if "name" not in run.overrides:
+                cfg = dataclasses.replace(cfg, name=f"{self.name}-{slug(run.label)}")
+            out += [(run.label, seed, dataclasses.replace(cfg, seed=seed)) for seed in self.seeds]
+        return out
+
+
+def slug(label: str) -> str:
+    """A file-name-safe form of a run label: ``"LinBreg λ=1e-1 + thresh."`` →
+    ``"linbreg-lam1e-1-plus-thresh"``."""
+    s = label.lower().replace("λ", "lam").replace("β", "beta").replace("δ", "delta")
+    s = re.sub(r"[^a-z0-9.-]+", "-", s.replace("=", "").replace("+", " plus "))
+    return re.sub(r"-+", "-", s).strip("-.") or "run"
+
+
+_SWEEP_KEYS = ("description", "base", "seeds", "common", "run")
+
+
+def load_sweep(name_or_path: str | Path) -> Sweep:
+    """Load a sweep by name (``src/bregman/configs/sweeps/<name>.toml``) or by path, and check every
+    run by building its config (so an unknown key or bad value fails here, naming the run).
+
+    Raises:
+        ConfigError: as ``load_config``, plus missing/duplicate labels, bad seeds, a run setting
+            ``seed`` (seeds belong to the sweep).
+    """
+    table, where, file = read_toml(name_or_path, "sweep")
+    for key in table:
+        if key not in _SWEEP_KEYS:
+            hint = difflib.get_close_matches(key, _SWEEP_KEYS, n=1)
+            valid = ", ".join(_SWEEP_KEYS)
+            extra = f"; did you mean {hint[0]!r}?" if hint else f" (valid: {valid})"
+            raise ConfigError(f"unknown sweep key {key!r} in {where}{extra}")
+    base = table.get("base")
+    if not isinstance(base, str):
+        raise ConfigError(f"{where}: 'base' must be a preset name or path, got {base!r}")
+    if file is not None and is_toml_path(base) and not Path(base).is_absolute():
+        base = str(file.parent / base)  # relative to the sweep file
+    base_cfg = load_config(base)
+    seeds = table.get("seeds", [base_cfg.seed])
+    if not (
+        isinstance(seeds, list)
+        and seeds
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
+        raise ConfigError(f"{where}: 'seeds' must be a non-empty list of ints, got {seeds!r}")
+    common = table.get("common", {})
+    if not isinstance(common, dict):
+        raise ConfigError(f"{where}: [common] must be a table, got {common!r}")
+    rows = table.get("run", [])
+    if not isinstance(rows, list) or not rows:
+        raise ConfigError(f"{where}: a sweep needs at least one [[run]] table")
+    runs: list[SweepRun] = []
+    slugs: dict[str, str] = {}
+    for i, row in enumerate(rows):
+        overrides = dict(row)
+        label = overrides.pop("label", None)
+        paper = overrides.pop("paper", {})
+        if not isinstance(paper, dict) or not all(isinstance(v, (int, float)) for v in paper.values()):
+            raise ConfigError(f"{where}: run {label!r}: 'paper' must be a table of numbers, got {paper!r}")
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"{where}: [[run]] number {i + 1} needs a non-empty string 'label'")
+        if slug(label) in slugs:
+            other = slugs[slug(label)]
+            raise ConfigError(f"{where}: run labels {other!r} and {label!r} name the same run")
+        slugs[slug(label)] = label
+        merged = {**common, **overrides}
+        if "seed" in merged:
+            raise ConfigError(f"{where}: run {label!r} sets 'seed'; list seeds in 'seeds' instead")
+        build_config(base_cfg, merged, f" in {where}, run {label!r}")
+        runs.append(SweepRun(label, merged, dict(paper)))
+    return Sweep(
+        name=Path(where).stem,
+        base=base,
+        seeds=tuple(seeds),
+        runs=tuple(runs),
+        description=str(table.get("description", "")),
+    )
+
+
+def list_sweeps() -> list[str]:
+    """Names of the shipped sweeps (``load_sweep`` accepts each)."""
+    return list_toml(configs_dir().joinpath("sweeps"))
+
+
+# ------------------------------------------------------------------------------------------ running
 
 
 class SweepResult(NamedTuple):
