@@ -257,8 +257,8 @@ class _Table:
 
     COLS = ("epoch", "train loss", "train {s}", "val {s}", "N_total %", "N_conv %", "lr", "s")
 
-    def __init__(self, score: str, out=sys.stdout):
-        self.out, self.score = out, score
+    def __init__(self, score: str, out=None):  # sys.stdout looked up now, not when the module loaded
+        self.out, self.score = out if out is not None else sys.stdout, score
 
     def header(self) -> None:
         print("  ".join(f"{c.format(s=self.score):>10}" for c in self.COLS), file=self.out, flush=True)
