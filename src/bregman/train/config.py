@@ -34,6 +34,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from bregman.models import MODELS
+from bregman.optim import OPTIMIZERS
+from bregman.regularizers import GROUPINGS, HEAD_BLOCKS, REGULARIZERS
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -178,14 +182,21 @@ class Config:
         return self.weight_scale
 
 
-#: the allowed values of every string enum field
+def _regularizers_for(ndim: int) -> tuple[str, ...]:
+    """The registry's regularizers that apply to a ``ndim``-D weight (the head groupings need a head
+    size, so they are for attention only)."""
+    return tuple(k for k in REGULARIZERS
+                 if k not in GROUPINGS or (ndim in GROUPINGS[k][0] and k not in HEAD_BLOCKS))
+
+
+#: the allowed values of every string enum field; models, optimizers and regularizers from their registries
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model": ("mlp", "convnet", "resnet18", "denoise_mlp", "charlm_gpt"),
+    "model": tuple(MODELS),
     "dataset": ("mnist", "fashion-mnist", "cifar10", "mnist-denoise", "stdlib-text"),
     "split": ("paper", "code"),
-    "optimizer": ("sgd", "adam", "adamw", "linbreg", "adabreg", "proxsgd"),
-    "reg_linear": ("none", "l1", "rows", "columns"),
-    "reg_conv": ("none", "l1", "kernels", "filters"),
+    "optimizer": tuple(OPTIMIZERS),
+    "reg_linear": _regularizers_for(2),
+    "reg_conv": _regularizers_for(4),
     "reg_attention": ("linear", "none", "l1", "rows", "columns", "heads"),
     "penalty": ("none", "loss"),
     "init_linear": ("entries", "rows", "dense"),
