@@ -41,7 +41,7 @@ Example:
     >>> [g["name"] for g in groups]
     ['attention', 'attention:head_inputs', 'linear', 'embedding', 'other']
     >>> print(describe(model, linear=L1(0.1)).splitlines()[2])
-    0.weight                          embedding  none                   (50, 16)        800
+    0.weight                     embedding  none         (50, 16)   800
 """
 from __future__ import annotations
 
