@@ -300,3 +300,14 @@ def test_toml_round_trip_property(tmp_path_factory, name, lr, lam, betas, seed):
 
 def test_single_string_override(cfg):
     assert apply_overrides(cfg, "lr=0.5").lr == 0.5
+
+
+def test_runtime_settings_are_config_fields_and_change_no_result_key():
+    """Every runtime setting (never checked on resume) is a Config field, and none of them is one
+    that decides what is trained (model, data, optimizer, regularizer, schedule, seed)."""
+    from bregman.train.config import RUNTIME
+
+    fields = {f.name for f in dataclasses.fields(Config)}
+    assert RUNTIME <= fields
+    assert not RUNTIME & {"model", "dataset", "optimizer", "lr", "lam", "reg_linear", "reg_conv", "seed", "batch_size",
+                          "amp", "epochs", "split", "init_density"}

@@ -182,6 +182,14 @@ class Config:
         return self.weight_scale
 
 
+#: The runtime settings: how a run executes, never what it computes (up to the order of floating-point
+#: sums): the execution section of :class:`Config` but ``amp``, and where the data is read from and
+#: how it is checked. A resumed run may change them; every other field is the experiment and must match.
+RUNTIME = frozenset({"device", "threads", "channels_last", "retain_memory", "support_conv", "support_linear",
+                     "compile", "foreach", "progress", "checkpoint_every", "nonfinite", "data_root",
+                     "verify_data", "eval_batch_size"})
+
+
 def _regularizers_for(ndim: int) -> tuple[str, ...]:
     """The registry's regularizers that apply to a ``ndim``-D weight (the head groupings need a head
     size, so they are for attention only)."""
@@ -566,6 +574,7 @@ def save_config(cfg: Config, path: str | Path) -> Path:
 
 __all__ = [
     "CHOICES",
+    "RUNTIME",
     "DATASET_TASKS",
     "MODEL_DATASETS",
     "Config",

@@ -47,7 +47,7 @@ from bregman.train import speed
 from bregman.train.build import (TrainingError, build_controller, build_loaders, build_model, build_optimizer,
                                  build_scheduler, clean_train_loader, regularizer_groups, resolve_device)
 from bregman.train.checkpoint import RESUME_KEYS, load_checkpoint, load_snapshot, save_atomic
-from bregman.train.config import Config, config_from_dict, config_to_dict, save_config
+from bregman.train.config import RUNTIME, Config, config_from_dict, config_to_dict, save_config
 from bregman.train.evaluate import autocast, evaluate
 from bregman.train.prune import Pruner
 from bregman.train.rundir import RunLock, artefacts, remove_artefacts
@@ -56,10 +56,9 @@ from bregman.train.threshold import evaluate_thresholded, summary_extra
 
 __all__ = ["train", "train_epoch", "finish", "TrainingError", "NonFiniteError"]
 
-#: Config fields that may differ between a run and its resumption (they do not change results).
-RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "checkpoint_every", "data_root", "device",
-                               "eval_batch_size", "threshold_target", "threshold_structured", "verify_data",
-                               "retain_memory", "support_conv", "support_linear", "nonfinite"})
+#: Config fields that may differ between a run and its resumption: the runtime settings, how long it
+#: trains, and the thresholding applied after training.
+RESUMABLE_CHANGES = RUNTIME | {"epochs", "threshold_target", "threshold_structured"}
 
 
 class NonFiniteError(TrainingError):
