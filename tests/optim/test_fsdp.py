@@ -1,4 +1,4 @@
-"""LinBreg and AdaBreg on parameters sharded by FSDP2 (``torch.distributed.fsdp.fully_shard``, two gloo
+"""LinBreg, AdaBreg and ProxSGD on parameters sharded by FSDP2 (``torch.distributed.fsdp.fully_shard``, two gloo
 processes on CPU) end where the unsharded optimizer ends, to 1e-6.
 
 FSDP2 shards every parameter along dim 0 (``DTensor`` with ``Shard(0)``): the optimizers see the
@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from bregman import AdaBreg, LinBreg, regularizers
+from bregman import AdaBreg, LinBreg, ProxSGD, regularizers
 from bregman.models import create_model
 from bregman.params import param_groups
 
@@ -22,7 +22,8 @@ STEPS = 3
 #: (model, regularizer of the linear weights, of the conv weights)
 CASES = [("mlp", "l1", "l1"), ("mlp", "rows", "l1"),
          ("convnet", "l1", "l1"), ("convnet", "l1", "kernels"), ("convnet", "rows", "filters")]
-OPTIMIZERS = {"linbreg": lambda g: LinBreg(g, lr=0.05, momentum=0.9), "adabreg": lambda g: AdaBreg(g, lr=1e-3)}
+OPTIMIZERS = {"linbreg": lambda g: LinBreg(g, lr=0.05, momentum=0.9), "adabreg": lambda g: AdaBreg(g, lr=1e-3),
+              "proxsgd": lambda g: ProxSGD(g, lr=0.05)}
 
 
 def _run(model_name: str, linear: str, conv: str, opt_name: str, shard: bool) -> dict[str, torch.Tensor]:
