@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import json
 import math
 import re
 import sys
@@ -543,26 +542,13 @@ def load_config(name_or_path: str | Path) -> Config:
     return build_config(None, table, f" in {where}")
 
 
-def _toml_value(value: Any) -> str:
-    if value is None:
-        return '"none"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        # A JSON string is a TOML basic string, except that TOML also wants DEL escaped.
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-    if isinstance(value, (tuple, list)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} to TOML")
-
-
 def config_to_toml(cfg: Config) -> str:
-    """The config as flat TOML, every field in declaration order (``None`` as ``"none"``)."""
-    lines = ["# bregman experiment config (resolved; load with bregman.train.config.load_config)"]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in config_to_dict(cfg).items()]
-    return "\n".join(lines) + "\n"
+    """The config as flat TOML (written by ``tomli_w``), every field in declaration order (``None``
+    as ``"none"``: TOML has no null)."""
+    import tomli_w
+
+    values = {k: "none" if v is None else v for k, v in config_to_dict(cfg).items()}
+    return "# bregman experiment config (resolved; load with bregman.train.config.load_config)\n" + tomli_w.dumps(values)
 
 
 def save_config(cfg: Config, path: str | Path) -> Path:
