@@ -2,7 +2,7 @@
 
 Usage (from the repository root, after the sweeps of configs/sweeps/target_density*.toml)::
 
-    python results/target_density/summarize.py --controlled RUNS/target_density RUNS/target_density_modes \
+    python scripts/target_density_summary.py --controlled RUNS/target_density RUNS/target_density_modes \
         RUNS/target_density_cnn --fixed RUNS/target_density_fixed [more fixed-λ run dirs] \
         --out results/target_density
 

@@ -8,7 +8,7 @@ the relative error |d − d*_t|/d*_t is averaged over the batches after the ramp
 over all batches (``track_all``), and the test accuracy of the last model on the 10,000 test images
 is reported. Usage::
 
-    BREGMAN_DATA=.data python results/target_density/tracking.py --out results/target_density/tracking.json
+    BREGMAN_DATA=.data python scripts/target_density_tracking.py --out results/target_density/tracking.json
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def main() -> None:
             rows.append({**run(splits, mode, every, args.target, args.epochs, args.ramp, args.train, args.seed),
                          "seconds": time.perf_counter() - t0})
             print(json.dumps(rows[-1]), flush=True)
-    out = {"command": "python results/target_density/tracking.py " + " ".join(
+    out = {"command": "python scripts/target_density_tracking.py " + " ".join(
                f"--{k} {v}" for k, v in vars(args).items() if k != "out") + f" --out {args.out}",
            "torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "runs": rows}
     with open(args.out, "w", encoding="utf-8") as f:

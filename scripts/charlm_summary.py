@@ -1,6 +1,6 @@
 """Per-epoch validation loss and density of the charlm-gpt runs, and what is left of the model at the end.
 
-    python results/charlm/summarize.py RUN_DIR... --out results/charlm
+    python scripts/charlm_summary.py RUN_DIR... --out results/charlm
 
 reads each run's ``metrics.jsonl``, ``summary.json`` and last ``checkpoint.pt`` and writes
 ``charlm.json`` (per run: label, command (the run directory by name), git revision, per-epoch val loss / val acc / N_total /
