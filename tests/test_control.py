@@ -313,20 +313,6 @@ def test_null_groups_are_left_out_by_default():
 
 
 # --------------------------------------------------------------------------- config, CLI and report
-@pytest.fixture(scope="module")
-def mnist_root():
-    import os
-
-    from bregman.data import DataError, load_dataset
-
-    root = os.environ.get("BREGMAN_DATA")
-    try:
-        load_dataset("mnist", root)
-    except DataError as e:
-        pytest.skip(f"real MNIST not available ({e}); run `bregman data fetch mnist`")
-    return root
-
-
 @pytest.mark.parametrize("override,message", [
     ("target_density=0", r"'target_density': 0.0 \(must be in \(0.0, 1.0\]\)"),
     ("target_density=1.5", r"'target_density': 1.5 \(must be in \(0.0, 1.0\]\)"),
