@@ -46,7 +46,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import importlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,6 +53,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from bregman._extras import require
 
 __all__ = ["compact", "CompactionError", "SparseLinear", "sparse_linears_", "require_extra", "count_parameters"]
 
@@ -68,11 +69,7 @@ class CompactionError(RuntimeError):
 
 def require_extra(module: str) -> Any:
     """Import an optional dependency of the ``export`` extra, or fail with the install command."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ImportError(f"{module} is not installed ({e}); compaction and export need the "
-                          f"export extra: pip install 'bregman[export]'") from None
+    return require(module, "compaction and export", extra="export")
 
 
 def count_parameters(model: nn.Module) -> int:
