@@ -3,6 +3,7 @@
 port to race for."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -48,8 +49,14 @@ def _worker(rank: int, world: int, store: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         _train(rank, world, out)
+        dist.barrier()  # neither rank tears its process group down while the other still talks to it
     finally:
         dist.destroy_process_group()
+    # Leave without the interpreter's finalization, where gloo worker threads can abort the process
+    # after the result is written (pytorch/pytorch#179291).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
