@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bregman.train.config import (
-    CHOICES,
-    DATASET_TASKS,
-    MODEL_DATASETS,
+    RUNTIME,
     Config,
     ConfigError,
+    Experiment,
+    Runtime,
     apply_overrides,
     config_from_dict,
     config_to_dict,
@@ -23,6 +23,8 @@ from bregman.train.config import (
     save_config,
 )
 from bregman.train.sweep import list_sweeps, load_sweep, slug
+from bregman.train.tasks import DATASET_TASKS, task_for
+from bregman.train.validate import CHOICES, MODEL_DATASETS
 
 PRESETS = ["mnist-mlp", "fmnist-cnn", "cifar10-resnet18", "mnist-denoise"]
 SWEEPS = ["fig2", "fig3", "table1", "table2", "table3"]
@@ -48,20 +50,20 @@ def test_preset_loads(name):
 def test_preset_values():
     mlp = load_config("mnist-mlp")
     assert (mlp.model, mlp.optimizer, mlp.lr, mlp.lam, mlp.init_density) == ("mlp", "linbreg", 0.1, 0.1, 0.01)
-    assert mlp.weight_scale is None and mlp.effective_weight_scale == pytest.approx(10.0)
+    assert mlp.weight_scale is None
     cnn = load_config("fmnist-cnn")
-    assert (cnn.reg_conv, cnn.reg_linear, cnn.lam, cnn.effective_lam_conv) == ("kernels", "l1", 0.5, 0.5)
+    assert (cnn.reg_conv, cnn.reg_linear, cnn.lam, cnn.lam_conv) == ("kernels", "l1", 0.5, 0.5)
     res = load_config("cifar10-resnet18")
     assert (res.optimizer, res.lr, res.reg_conv, res.eval_batch_size) == ("adabreg", 1e-3, "kernels", 100)
     den = load_config("mnist-denoise")
-    assert (den.reg_linear, den.init_linear, den.lam, den.task) == ("rows", "rows", 0.07, "denoising")
+    assert (den.reg_linear, den.init_linear, den.lam, task_for(den.dataset).name) == ("rows", "rows", 0.07, "denoise")
 
 
 def test_model_choices_match_registry():
     from bregman.models import MODELS
 
     assert set(CHOICES["model"]) == set(MODELS) == set(MODEL_DATASETS)
-    assert set(CHOICES["dataset"]) == set(DATASET_TASKS)
+    assert {d for datasets in MODEL_DATASETS.values() for d in datasets} == set(DATASET_TASKS)
 
 
 @pytest.mark.parametrize("name", SWEEPS)
@@ -305,9 +307,10 @@ def test_single_string_override(cfg):
 def test_runtime_settings_are_config_fields_and_change_no_result_key():
     """Every runtime setting (never checked on resume) is a Config field, and none of them is one
     that decides what is trained (model, data, optimizer, regularizer, schedule, seed)."""
-    from bregman.train.config import RUNTIME
-
     fields = {f.name for f in dataclasses.fields(Config)}
     assert RUNTIME <= fields
+    assert RUNTIME == {f.name for f in dataclasses.fields(Runtime)}
+    assert fields == RUNTIME | {f.name for f in dataclasses.fields(Experiment)}
     assert not RUNTIME & {"model", "dataset", "optimizer", "lr", "lam", "reg_linear", "reg_conv", "seed", "batch_size",
                           "amp", "epochs", "split", "init_density"}
+

@@ -24,7 +24,6 @@ CLI exits non-zero listing the failed runs.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 import re
@@ -36,8 +35,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bregman._atomic import read_json_object, write_text_atomic
-from bregman.train.config import (Config, ConfigError, apply_overrides, build_config, configs_dir, is_toml_path,
-                                  list_toml, load_config, read_toml, save_config)
+from bregman.train.config import Config, ConfigError, apply_overrides, build_config, load_config, save_config
+from bregman.train.toml_files import configs_dir, is_toml_path, list_toml, read_toml
+from bregman.train.validate import did_you_mean
 
 __all__ = ["Sweep", "SweepRun", "load_sweep", "list_sweeps", "slug", "plan", "run_sweep", "is_finished",
            "SweepResult"]
@@ -102,9 +102,8 @@ def load_sweep(name_or_path: str | Path) -> Sweep:
     table, where, file = read_toml(name_or_path, "sweep")
     for key in table:
         if key not in _SWEEP_KEYS:
-            hint = difflib.get_close_matches(key, _SWEEP_KEYS, n=1)
-            valid = ", ".join(_SWEEP_KEYS)
-            extra = f"; did you mean {hint[0]!r}?" if hint else f" (valid: {valid})"
+            hint = did_you_mean(key, _SWEEP_KEYS)
+            extra = f"; {hint}" if hint else f" (valid: {', '.join(_SWEEP_KEYS)})"
             raise ConfigError(f"unknown sweep key {key!r} in {where}{extra}")
     base = table.get("base")
     if not isinstance(base, str):

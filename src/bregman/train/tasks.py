@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Task", "TASKS", "task_for", "ssim"]
+__all__ = ["Task", "TASKS", "DATASET_TASKS", "task_for", "ssim"]
 
 
 def _gaussian_1d(size: int = 11, sigma: float = 1.5, *, dtype=torch.float32, device=None) -> Tensor:
@@ -68,9 +68,10 @@ TASKS = {
                       lambda out, y: (out.argmax(-1) == y).float().mean(1).sum(), "acc"),
 }
 
-_DATASET_TASKS = {"mnist": "classify", "fashion-mnist": "classify", "cifar10": "classify", "mnist-denoise": "denoise",
-                  "stdlib-text": "next_char"}
+#: the task each dataset poses (the config's choices of dataset are these keys)
+DATASET_TASKS = {"mnist": "classify", "fashion-mnist": "classify", "cifar10": "classify", "mnist-denoise": "denoise",
+                 "stdlib-text": "next_char"}
 
 
 def task_for(dataset: str) -> Task:
-    return TASKS[_DATASET_TASKS[dataset]]
+    return TASKS[DATASET_TASKS[dataset]]
