@@ -24,7 +24,7 @@ from bregman.train.config import (
 )
 from bregman.train.sweep import list_sweeps, load_sweep, slug
 from bregman.train.tasks import DATASET_TASKS, task_for
-from bregman.train.validate import CHOICES, MODEL_DATASETS
+from bregman.train.validate import CHOICES, MODEL_DATASETS, RANGES
 
 PRESETS = ["mnist-mlp", "fmnist-cnn", "cifar10-resnet18", "mnist-denoise"]
 SWEEPS = ["fig2", "fig3", "table1", "table2", "table3"]
@@ -314,3 +314,19 @@ def test_runtime_settings_are_config_fields_and_change_no_result_key():
     assert not RUNTIME & {"model", "dataset", "optimizer", "lr", "lam", "reg_linear", "reg_conv", "seed", "batch_size",
                           "amp", "epochs", "split", "init_density"}
 
+
+@pytest.mark.parametrize("key", sorted(RANGES))
+def test_range_bounds_follow_their_brackets(cfg, key):
+    """Each finite end of a field's interval is accepted where its bracket is closed and refused,
+    quoting the interval, where it is open."""
+    lo, hi, brackets = RANGES[key]
+    base = apply_overrides(cfg, ["weight_scale=1"])  # init_density=0 needs an explicit weight_scale
+    for bound, closed in ((lo, brackets[0] == "["), (hi, brackets[1] == "]")):
+        if bound == float("inf"):
+            continue
+        value = (bound, bound) if key == "betas" else bound
+        if closed:
+            assert getattr(apply_overrides(base, {key: value}), key) == value
+        else:
+            with pytest.raises(ConfigError, match=rf"invalid value for '{key}'.*\(must be"):
+                apply_overrides(base, {key: value})
