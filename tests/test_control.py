@@ -159,6 +159,29 @@ def test_exact_mode_holds_exactly_k_units(opt_name, grouping, scope):
 
 @pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
 @pytest.mark.parametrize("grouping", list(GROUPINGS))
+def test_an_exact_step_keeps_the_survivors_and_the_bregman_invariant(opt_name, grouping):
+    """After every controller step v − θ/δ ∈ ∂J′(θ) for the new λ, on every unit; the units active
+    before and after the step keep their weights exactly."""
+    model = _conv_model()
+    linear, conv = GROUPINGS[grouping]
+    opt = OPTIMIZERS[opt_name](param_groups(model, linear=linear, conv=conv))
+    ctrl = DensityController(opt, 0.3, mode="exact", ramp_steps=4)
+    x, y = _data()
+    for _ in range(6):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        before = {p: p.detach().clone() for _, g in ctrl._groups for p in g["params"]}
+        ctrl.step()
+        for p, v, g in ctrl._tensors():
+            theta = p.detach()
+            assert _in_subdifferential(v - theta / g["delta"], theta, g["reg"])
+            both = (before[p] != 0) & (theta != 0)
+            assert both.any() and torch.equal(theta[both], before[p][both])
+
+
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+@pytest.mark.parametrize("grouping", list(GROUPINGS))
 def test_adaptive_mode_moves_lam_with_the_gap_and_never_jolts(opt_name, grouping):
     model = _conv_model()
     linear, conv = GROUPINGS[grouping]
@@ -193,6 +216,48 @@ def test_adaptive_mode_reaches_a_target_from_below():
     _train(opt, model, ctrl, 300, x, y)
     assert 0.05 < ctrl.start_density < 0.07
     assert ctrl.density == pytest.approx(0.2, rel=0.25)
+
+
+def test_the_exact_ramp_starts_at_most_at_a_quarter_of_the_target():
+    """d_0 = min(measured, d*/4) in exact mode; the adaptive mode, which never cuts, ramps from the measured d_0."""
+    from bregman.control import RAMP_START
+
+    model = _conv_model()
+    opt = LinBreg(param_groups(model, linear=L1(0.05), conv=L1(0.05)), lr=0.1)
+    for mode, d0, start in [("exact", 0.02, 0.02), ("exact", 0.06, 0.1 * RAMP_START), ("exact", 1.0, 0.025),
+                            ("adaptive", 0.06, 0.06)]:
+        ctrl = DensityController(opt, 0.1, mode=mode, ramp_steps=10)
+        assert ctrl.ramp_start is None
+        ctrl.start_density = d0
+        assert ctrl.ramp_start == pytest.approx(start) and ctrl.target_at(0) == pytest.approx(start)
+        assert ctrl.target_at(10) == 0.1
+
+
+def _support_renewal(opt_name):
+    """A 20-50-3 MLP sparse-initialized at 10 %, trained 200 steps to a 10 % target in exact mode:
+    the fraction of the final support that was zero at the init, and the final loss."""
+    from bregman.init import sparse_init_
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 50), nn.ReLU(), nn.Linear(50, 3)).double()
+    sparse_init_(model, 0.1)
+    init = [m.weight.detach() != 0 for m in (model[0], model[2])]
+    x = torch.randn(512, 20, **F64)
+    y = x[:, :3].argmax(1)
+    opt = OPTIMIZERS[opt_name](param_groups(model, linear=L1(0.1)))
+    ctrl = DensityController(opt, 0.1, ramp_steps=100)
+    _train(opt, model, ctrl, 200, x, y)
+    assert ctrl.density == 0.1 and ctrl.start_density > 0.1  # the init is at (above) the target
+    final = [m.weight.detach() != 0 for m in (model[0], model[2])]
+    earned = sum(int((f & ~i).sum()) for f, i in zip(final, init)) / sum(int(f.sum()) for f in final)
+    return earned
+
+
+@pytest.mark.parametrize("opt_name", ["linbreg", "adabreg"])
+def test_a_target_at_the_init_density_renews_the_support(opt_name):
+    """The ramp climbs from d*/4, so the final support is not the random init's (a flat ramp from
+    the init density kept 96 % of it: 5 of 115 units new)."""
+    assert _support_renewal(opt_name) > 0.2
 
 
 def test_cubic_ramp_and_fixed_schedule():

@@ -41,10 +41,14 @@ a_u/s, i.e. how much gradient they still need to enter, instead of losing it (th
   K = round(d*_t·N) units above it (fewer only where tied scores of a group straddle K). Units
   active before and after keep their θ (the rule above, on them only); units that enter start at
   θ = prox_{δJ′}(δv), small; units that leave are the active ones of lowest dual score. So the
-  support follows the target exactly and the surviving weights are never rescaled.
+  support follows the target exactly and the surviving weights are never rescaled. Units inactive
+  before and after keep v, their accumulated gradient (s is then the score of the best of them, the
+  next to enter). Scaling their v by λ′/λ too (the rule on every unit) keeps θ as well, but it
+  inflates the next-to-enter score with s at every step: on the MNIST MLP at 1 % λ reached 45
+  instead of 11 in 10 epochs, at the same accuracy (82.4 against 82.2 %).
 
 **The target's schedule** d*_t. ``"ramp"`` (default): the cubic schedule of Zhu & Gupta (2017)
-written for density, from the density d_0 measured at the first step to the target d*:
+written for density, from a start density d_0 to the target d*:
 
 .. math:: d^*_t = d^* + (d_0 - d^*)\,(1 - \min(t/T, 1))^3,
 
@@ -53,6 +57,17 @@ the Bregman path grows from sparse to dense (inverse scale space): weights enter
 accumulated gradient earns it, so a target is best reached from below along the path, as the
 optimizer would go anyway. A fixed target from a 1 % start makes the exact mode admit ~d*·N
 weights after one step, chosen by a single minibatch gradient.
+
+d_0 is the density measured at the first step (the sparse init's), in the exact mode at most
+:data:`RAMP_START`·d* = d*/4. The exact mode admits a unit only while d*_t grows or another unit
+leaves: at a flat target s rises with the best inactive score and the survivors' duals with it, so
+no inactive unit overtakes a survivor and the support stays the one the target was first reached
+with. From the init density to a target at or below it the ramp would be flat and keep the random
+init's support; from d*/4 the exact mode first keeps the init's largest quarter and then admits
+three quarters of the final support in the order of the Bregman path (not from 0: an empty network
+gets no gradient, as a zero init). MNIST MLP at 1 %, 10 epochs: 82 % test from the flat ramp, 93 %
+from d*/4 (results/target_density.md). The adaptive mode never cuts, so it ramps from the measured
+d_0 (a goal below the density it cannot leave would only wind λ up).
 
 Example, in a plain loop (step it after the optimizer, like a scheduler)::
 
@@ -73,11 +88,13 @@ from torch import Tensor
 from bregman.optim import AdaBreg, LinBreg
 from bregman.regularizers import GroupL12, Null, Regularizer
 
-__all__ = ["DensityController", "change_lam_", "MODES", "SCHEDULES", "UNITS"]
+__all__ = ["DensityController", "change_lam_", "MODES", "RAMP_START", "SCHEDULES", "UNITS"]
 
 MODES = ("exact", "adaptive")
 SCHEDULES = ("ramp", "fixed")
 UNITS = ("entries", "kernels")
+#: the exact mode's ramp starts at most at this fraction of the target (module docstring: "schedule")
+RAMP_START = 0.25
 
 #: the optimizers whose iterate is θ = prox_{δJ}(δv) of a dual variable ``state[p]["v"]``
 _DUAL_OPTIMIZERS = (LinBreg, AdaBreg)
@@ -169,8 +186,8 @@ class DensityController:
             whose density is measured and controlled; ``None`` = every group with a regularizer.
             Every one must carry an ℓ1 or group ℓ1,2 regularizer with λ > 0.
         unit: ``"entries"`` (N_total, N_linear) or ``"kernels"`` (N_conv: non-zero conv kernels).
-        schedule: ``"ramp"`` (cubic, from the measured start density to ``target`` in ``ramp_steps``
-            steps) or ``"fixed"``.
+        schedule: ``"ramp"`` (cubic, from the start density to ``target`` in ``ramp_steps`` steps; see
+            :attr:`ramp_start`) or ``"fixed"``.
         ramp_steps: T, the number of :meth:`step` calls the ramp takes (≥ 1 with ``"ramp"``).
         gain: κ of the adaptive mode, the change of log s per step at a relative gap of 100 %.
     """
@@ -235,12 +252,21 @@ class DensityController:
         return [(i, self.optimizer.param_groups[i]) for i in self._indices]
 
     # -- what one step does --------------------------------------------------------------------
+    @property
+    def ramp_start(self) -> float | None:
+        """d_0 of the ramp: the density measured at the first step, in exact mode at most
+        ``RAMP_START``·d* (None before the first step)."""
+        if self.start_density is None or self.mode != "exact":
+            return self.start_density
+        return min(self.start_density, RAMP_START * self.target)
+
     def target_at(self, t: int) -> float:
         """d*_t: the schedule's target after ``t`` steps."""
-        if self.schedule == "fixed" or self.start_density is None:
+        d0 = self.ramp_start
+        if self.schedule == "fixed" or d0 is None:
             return self.target
         x = 1.0 - min(t / self.ramp_steps, 1.0)
-        return self.target + (self.start_density - self.target) * x**3
+        return self.target + (d0 - self.target) * x**3
 
     @property
     def done(self) -> bool:
