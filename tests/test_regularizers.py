@@ -131,3 +131,39 @@ def test_subgradient_of_a_zero_group_is_zero_for_any_lam(dtype):
     torch.testing.assert_close(p[1, :2], torch.tensor([0.6, 0.8], dtype=dtype) * 24, rtol=1e-2, atol=0)
     heads = GroupL12(0.5, "heads", head_dim=2).subgradient(x)
     assert torch.isfinite(heads).all() and not heads[2:].any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shape,dims", [((64, 32, 3, 3), (2, 3)), ((2, 15000, 3, 3), (2, 3)), ((1000, 4), (1,)),
+                                        ((3, 5, 2, 2, 1), (2, 3, 4))], ids=["kernels", "blocks", "rows", "3d"])
+def test_short_groups_norms_equal_torch_norm(monkeypatch, shape, dims, dtype):
+    """Groups shorter than a cache line take the squares·1 product (in blocks; 30 000 kernels are two
+    blocks); its norms equal torch's, non-finite entries included."""
+    calls = []
+    short = regularizers._short_row_norms
+    monkeypatch.setattr(regularizers, "_short_row_norms", lambda x: calls.append(x.shape) or short(x))
+    x = torch.randn(shape, dtype=dtype)
+    x.view(-1)[:3] = torch.tensor([math.nan, math.inf, -math.inf], dtype=dtype)
+    x.view(-1)[-5:] = 0.0
+    n = math.prod(shape[d] for d in dims)
+    expected = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+    torch.testing.assert_close(regularizers._group_norms(x, dims), expected, rtol=1e-6, atol=0, equal_nan=True)
+    assert calls == ([(x.numel() // n, n)] if n * x.element_size() < 64 else [])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.randn(4, 3, 3, 3).to(memory_format=torch.channels_last),
+    lambda: torch.randn(4, 3, 3, 3, requires_grad=True),
+    lambda: torch.randn(4, 3, 3, 3, dtype=torch.float16),
+    lambda: torch.randn(4, 3, 1, 1),
+    lambda: torch.randn(4, 0, 3, 3),
+    lambda: torch.randn(4, 3, 3, 3, dtype=torch.complex64),
+], ids=["channels_last", "autograd", "float16", "one-entry", "zero-size", "complex"])
+def test_other_groups_use_torch_norm(monkeypatch, make):
+    monkeypatch.setattr(regularizers, "_short_row_norms", lambda x: pytest.fail("short-row path taken"))
+    x = make()
+    got = regularizers._group_norms(x, (2, 3))
+    assert torch.equal(got, torch.linalg.vector_norm(x, dim=(2, 3), keepdim=True))
+    if x.requires_grad:
+        got.sum().backward()
+        assert x.grad is not None

@@ -9,8 +9,9 @@ Every regularizer is a small frozen object with three pieces of math:
   :math:`\operatorname{prox}_{\delta J}(\delta(x/\delta + p)) = x` for :math:`p` = ``subgradient(x)``.
 
 Optimizers never branch on the kind of regularizer: they call ``check(shape)`` once per tensor,
-``subgradient`` once to initialise the dual variable, and ``dual_prox_(p, v, delta)`` every step,
-which writes :math:`\theta = \operatorname{prox}_{\delta J}(\delta v)` into ``p`` in place.
+``subgradient`` once to initialise the dual variable, and ``dual_prox_(p, v, delta)`` every step
+(``dual_prox_all_`` on a param group's lists), which writes
+:math:`\theta = \operatorname{prox}_{\delta J}(\delta v)` into ``p`` in place.
 
 A new regularizer is one class here plus its entry in :data:`REGULARIZERS`.
 """
@@ -41,6 +42,48 @@ def _softshrink_(out: Tensor, x: Tensor, thresh: float) -> Tensor:
     if x.is_complex():
         return torch.mul(x, _shrink_factor(x.abs(), thresh), out=out)
     return _SOFTSHRINK_OUT(x, thresh, out=out)
+
+
+#: A group shorter than this many bytes (one cache line: 16 float32 or 8 float64 entries) has its
+#: norm computed by :func:`_short_row_norms` (measured: torch's norm falls back to scalar code there).
+_SHORT_GROUP_BYTES = 64
+#: Entries squared per block in :func:`_short_row_norms`: 1 MiB of float32, so the squares are read
+#: back from cache.
+_BLOCK = 1 << 18
+
+
+def _short_row_norms(x: Tensor) -> Tensor:
+    r"""‖x_i‖₂ of every row of a contiguous 2-D real tensor with short rows, shape ``(rows,)``.
+
+    ‖x_i‖₂² = Σ_j x_ij² is the product (x ⊙ x)·1: BLAS's matrix-vector product sums rows of a few
+    entries (a 3×3 kernel: 9) at memory speed, where a reduction per row of so few entries runs
+    scalar code (about 2× slower on ResNet-18's conv weights). The squares are made block by block
+    in one scratch buffer, so each block is summed while it is still in cache.
+    """
+    rows, n = x.shape
+    per = max(_BLOCK // n, 1)
+    out, ones, buf = x.new_empty(rows), x.new_ones(n), x.new_empty(min(per, rows) * n)
+    for i in range(0, rows, per):
+        block = x[i:i + per]
+        torch.mv(torch.mul(block, block, out=buf[:block.numel()].view_as(block)), ones, out=out[i:i + per])
+    return out.sqrt_()
+
+
+def _group_norms(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """‖x_g‖₂ for the groups that span ``dims`` of ``x``, with those dims kept (size 1).
+
+    The one norm every GroupL12 method uses. Where the groups are short contiguous runs (the
+    trailing dims of a contiguous real float CPU tensor, fewer than a cache line of entries, no
+    autograd), :func:`_short_row_norms`; otherwise ``torch.linalg.vector_norm``.
+    """
+    n = math.prod(x.shape[d] for d in dims)
+    kept = [1 if d in dims else s for d, s in enumerate(x.shape)]
+    if (1 < n and n * x.element_size() < _SHORT_GROUP_BYTES and x.numel()
+            and dims == tuple(range(x.ndim - len(dims), x.ndim)) and x.is_cpu
+            and x.dtype in (torch.float32, torch.float64) and x.is_contiguous()
+            and not (x.requires_grad and torch.is_grad_enabled()) and not torch.compiler.is_compiling()):
+        return _short_row_norms(x.view(-1, n)).view(kept)
+    return torch.linalg.vector_norm(x, dim=dims, keepdim=True)
 
 
 def _shrink_factor(norm: Tensor, thresh: float) -> Tensor:
@@ -78,6 +121,13 @@ class Regularizer:
         r"""In-place ``p ← prox_{δJ}(δ v)``: the primal iterate θ from the dual variable v (eq. 2.9)."""
         return p.copy_(self.prox(v * delta, delta))
 
+    def dual_prox_all_(self, params: list[Tensor], duals: list[Tensor], delta: float) -> None:
+        """:meth:`dual_prox_` for every pair of the lists, last pair first: an optimizer's update has
+        just walked them forwards, so the last tensors' v are still in cache (measured: ResNet-18's
+        LinBreg step with conv-kernel groups 1.77× → 1.60× SGD's)."""
+        for p, v in zip(reversed(params), reversed(duals)):
+            self.dual_prox_(p, v, delta)
+
     # -- (de)serialisation: plain values only, so state dicts load with weights_only=True ----
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}
@@ -103,6 +153,12 @@ class Null(Regularizer):
 
     def dual_prox_(self, p: Tensor, v: Tensor, delta: float) -> Tensor:
         return p.copy_(v) if delta == 1.0 else torch.mul(v, delta, out=p)
+
+    def dual_prox_all_(self, params: list[Tensor], duals: list[Tensor], delta: float) -> None:
+        if delta == 1.0:
+            torch._foreach_copy_(params, duals)  # (one call for all: biases and norm weights are many and small)
+        else:
+            super().dual_prox_all_(params, duals, delta)
 
 
 def _check_lam(lam: float) -> None:
@@ -225,11 +281,11 @@ class GroupL12(Regularizer):
         """Per-group factor max(‖x_g‖ − thresh·√n_g, 0)/‖x_g‖ (0 for zero groups), broadcastable
         to ``x``'s :meth:`_view`."""
         dims, sqrt_n = self._dims(x)
-        return _shrink_factor(torch.linalg.vector_norm(self._view(x), dim=dims, keepdim=True), thresh * sqrt_n)
+        return _shrink_factor(_group_norms(self._view(x), dims), thresh * sqrt_n)
 
     def value(self, x: Tensor) -> Tensor:
         dims, sqrt_n = self._dims(x)
-        return self.lam * sqrt_n * torch.linalg.vector_norm(self._view(x), dim=dims).sum()
+        return self.lam * sqrt_n * _group_norms(self._view(x), dims).sum()
 
     def prox(self, x: Tensor, t: float) -> Tensor:
         return (self._view(x) * self._scale(x, t * self.lam)).reshape(x.shape)
@@ -241,7 +297,7 @@ class GroupL12(Regularizer):
     def subgradient(self, x: Tensor) -> Tensor:
         dims, sqrt_n = self._dims(x)
         xv = self._view(x)
-        norm = torch.linalg.vector_norm(xv, dim=dims, keepdim=True)
+        norm = _group_norms(xv, dims)
         # x_g/‖x_g‖ first: λ√n_g/tiny would overflow to inf once λ√n_g > ~4 (float32), and 0·inf is NaN
         return (xv / norm.clamp_min(torch.finfo(norm.dtype).tiny)).mul_(self.lam * sqrt_n).reshape(x.shape)
 

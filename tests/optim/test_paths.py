@@ -66,3 +66,20 @@ def test_fast_path_equals_reference_float32(name):
     fast = _run(CASES[name], torch.float32, True)
     for a, b in zip(ref, fast):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_group_of_mixed_dtypes_is_split_and_equals_reference(name):
+    """One param group with float32 and float64 tensors: the foreach path splits it by dtype."""
+    def run(foreach):
+        g = torch.Generator().manual_seed(3)
+        ps = [nn.Parameter(torch.randn(6, 5, generator=g, dtype=dt)) for dt in (torch.float32, torch.float64)]
+        opt = CASES[name]([{"params": ps, "reg": L1(0.05)}], foreach)
+        for _ in range(5):
+            for p in ps:
+                p.grad = torch.randn(p.shape, generator=g, dtype=p.dtype)
+            opt.step()
+        return ps
+    for a, b in zip(run(False), run(True)):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

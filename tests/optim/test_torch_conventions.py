@@ -587,3 +587,12 @@ def test_softshrink_out_op_is_the_l1_prox():
     torch.testing.assert_close(out, torch.tensor([1.0, 0.0, 0.0, -1.5, math.nan, math.inf]), equal_nan=True)
     torch.ops.aten.softshrink.out(x, 0.5, out=x)  # in place
     torch.testing.assert_close(x, out, equal_nan=True)
+
+
+def test_foreach_copy_copies_every_pair_in_place():
+    """``torch._foreach_copy_`` (torch.optim's ASGD and Rprop use it): Null's θ = v for a whole group."""
+    dst, src = [torch.zeros(3), torch.zeros(2, 2)], [torch.arange(3.0), torch.ones(2, 2)]
+    ids = [id(t) for t in dst]
+    torch._foreach_copy_(dst, src)
+    assert [id(t) for t in dst] == ids
+    assert all(torch.equal(d, s) for d, s in zip(dst, src))

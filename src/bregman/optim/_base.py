@@ -28,6 +28,9 @@ from torch.optim import Optimizer
 
 from bregman.regularizers import GROUPINGS, HEAD_BLOCKS, Null, Regularizer, from_dict
 
+#: The tensor types that are never DTensors (checked first: ``hasattr`` on a missing attribute is slow)
+_PLAIN = (Tensor, torch.nn.Parameter)
+
 #: Keys that torch or its schedulers put in param groups, allowed in addition to ``defaults``.
 _FOREIGN_KEYS = frozenset({"params", "name", "param_names", "initial_lr"})
 
@@ -40,6 +43,10 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+# Each check below starts with one comparison chain for a float in range (NaN fails it), the case of
+# every step; anything else takes the full check with its message.
+
+
 def check_lr(lr: Any) -> None:
     """τ: a finite number ≥ 0, or a 1-element tensor holding one (its value is read on the CPU only:
     elsewhere, and while compiling, reading it would be a device sync)."""
@@ -49,21 +56,29 @@ def check_lr(lr: Any) -> None:
         if not lr.is_cpu or torch.compiler.is_compiling():
             return
         lr = lr.item()
+    if type(lr) is float and 0.0 <= lr < math.inf:
+        return
     if not _is_number(lr) or lr < 0:
         raise _bad("learning rate", lr, "must be a finite number >= 0")
 
 
 def check_delta(delta: Any) -> None:
+    if type(delta) is float and 0.0 < delta < math.inf:
+        return
     if not _is_number(delta) or delta <= 0:
         raise _bad("delta", delta, "the elastic-net parameter δ must be > 0")
 
 
 def check_beta(beta: Any, name: str) -> None:
+    if type(beta) is float and 0.0 <= beta < 1.0:
+        return
     if not _is_number(beta) or not 0.0 <= beta < 1.0:
         raise _bad(name, beta, "must be in [0, 1)")
 
 
 def check_eps(eps: Any) -> None:
+    if type(eps) is float and 0.0 <= eps < math.inf:
+        return
     if not _is_number(eps) or eps < 0:
         raise _bad("eps", eps, "must be a finite number >= 0")
 
@@ -159,7 +174,7 @@ class RegularizedOptimizer(Optimizer):
             except ValueError:  # again, with the parameter's name in the message
                 reg.check(p.shape, self._param_name(group, i, p))
             state = self.state[p]  # keyed by the parameter itself, also when it is a DTensor shard
-            if hasattr(p, "to_local"):  # a DTensor (FSDP2): step on this process's shard, in place
+            if type(p) not in _PLAIN and hasattr(p, "to_local"):  # a DTensor (FSDP2): step on this shard
                 _check_shard_local(reg, p, lambda: f"{type(self).__name__}: {self._param_name(group, i, p)}")
                 p, g = p.to_local(), g.to_local()
             if not state:
@@ -228,28 +243,35 @@ def _check_shard_local(reg: Regularizer, p: Tensor, where: Callable[[], str]) ->
 
 def group_by_device_and_dtype(tensorlists: list[list]) -> Iterator[list[list]]:
     """Split parallel tensor lists so each foreach call sees one device and dtype (torch.optim's own
-    grouping: under ``torch.compile`` it returns the lists whole)."""
+    grouping: under ``torch.compile`` it returns the lists whole). Lists whose parameters (the first
+    list) share one device and dtype are yielded as they are: the tensors at one index always share
+    them (a gradient has its parameter's, the state is made or loaded in the parameter's)."""
+    if len({(t.device, t.dtype) for t in tensorlists[0]}) == 1:
+        yield tensorlists
+        return
     grouped = Optimizer._group_tensors_by_device_and_dtype(tensorlists)
     for lists, _indices in grouped.values():
         yield lists
 
 
-def one_layout(*tensors: Tensor) -> bool:
-    """Whether all ``tensors`` are real float32/float64 CPU tensors, dense and in one memory layout
-    (contiguous or channels-last, the same strides): what torch's fused CPU kernels need, as they
-    walk every tensor linearly."""
-    t0 = tensors[0]
-    if t0.dtype not in (torch.float32, torch.float64) or not t0.is_cpu:
-        return False
-    if not (t0.is_contiguous() or (t0.dim() == 4 and t0.is_contiguous(memory_format=torch.channels_last))):
-        return False
-    stride, dtype = t0.stride(), t0.dtype
-    return all(t.stride() == stride and t.dtype is dtype for t in tensors[1:])
-
-
 def fused_ok(tensorlists: list[list[Tensor]]) -> bool:
-    """Whether torch's fused CPU kernel can take these parallel lists (see :func:`one_layout`)."""
-    return not torch.compiler.is_compiling() and all(one_layout(*ts) for ts in zip(*tensorlists))
+    """Whether torch's fused CPU kernels (what ``SGD``/``Adam(fused=True)`` call) can take these
+    parallel lists, one bucket of :func:`group_by_device_and_dtype` (so one device and dtype): real
+    float32/float64 CPU tensors, and at each index, tensors that are dense and in one memory layout
+    (contiguous, or channels-last with the same strides), since the kernels walk them linearly."""
+    t0 = tensorlists[0][0]
+    if t0.dtype not in (torch.float32, torch.float64) or not t0.is_cpu or torch.compiler.is_compiling():
+        return False
+    # (all contiguous, the common case, first: ``map`` over the C method costs no Python frame per tensor)
+    return (all(all(map(Tensor.is_contiguous, ts)) for ts in tensorlists)
+            or all(_one_layout(ts) for ts in zip(*tensorlists)))
+
+
+def _one_layout(tensors: tuple[Tensor, ...]) -> bool:
+    t0 = tensors[0]
+    stride = t0.stride()
+    return ((t0.is_contiguous() or (t0.dim() == 4 and t0.is_contiguous(memory_format=torch.channels_last)))
+            and all(t.stride() == stride for t in tensors[1:]))
 
 
 def to_float(x: float | Tensor) -> float:

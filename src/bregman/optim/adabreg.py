@@ -180,5 +180,4 @@ def _multi_tensor_adabreg(params, grads, duals, exp_avgs, exp_avg_sqs, state_ste
             torch._foreach_add_(denom, [eps * c for c in cs])
             torch._foreach_addcdiv_(w_, m1_, denom, [-lr * c / (1 - beta1**k) for c, k in zip(cs, ks)])
             del denom
-        for p, v in zip(p_, v_):
-            reg.dual_prox_(p, v, delta)
+        reg.dual_prox_all_(p_, v_, delta)

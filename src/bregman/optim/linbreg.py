@@ -140,8 +140,7 @@ def _multi_tensor_linbreg(params, grads, duals, bufs, *, lr, delta, momentum, re
             torch._foreach_mul_(m_[0], momentum)
             torch._foreach_add_(m_[0], g_, alpha=sign * (1 - momentum) * lr)
             torch._foreach_sub_(v_, m_[0])
-        for p, v in zip(p_, v_):
-            reg.dual_prox_(p, v, delta)
+        reg.dual_prox_all_(p_, v_, delta)
 
 
 def _fused_sgd_exact(coeff: float, dtype: torch.dtype) -> bool:
@@ -150,9 +149,11 @@ def _fused_sgd_exact(coeff: float, dtype: torch.dtype) -> bool:
     if dtype is torch.float64:
         return 1.0 - (1.0 - coeff) == coeff
     if dtype is torch.float32:
-        f32 = struct.Struct("f")
         try:
-            return f32.unpack(f32.pack(1.0 - (1.0 - coeff)))[0] == f32.unpack(f32.pack(coeff))[0]
+            return _F32.unpack(_F32.pack(1.0 - (1.0 - coeff))) == _F32.unpack(_F32.pack(coeff))
         except (OverflowError, struct.error):  # beyond float32's range
             return False
     return False
+
+
+_F32 = struct.Struct("f")
