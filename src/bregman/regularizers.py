@@ -27,9 +27,9 @@ from torch import Tensor
 __all__ = ["Regularizer", "Null", "L1", "GroupL12", "REGULARIZERS", "get", "from_dict", "GROUPINGS", "HEAD_BLOCKS"]
 
 
-#: torch's soft shrinkage writing into ``out``, from the public op registry (looked up once: a
-#: lookup per call costs about a microsecond, per tensor and step)
-_SOFTSHRINK_OUT = torch.ops.aten.softshrink.out
+#: torch's soft shrinkage; ``out=`` writes in place (``torch.nn.functional.softshrink`` is the
+#: generated binding itself, so a call costs no Python frame: a step makes one per tensor)
+_SOFTSHRINK = torch.nn.functional.softshrink
 
 
 def _softshrink_(out: Tensor, x: Tensor, thresh: float) -> Tensor:
@@ -41,7 +41,7 @@ def _softshrink_(out: Tensor, x: Tensor, thresh: float) -> Tensor:
     """
     if x.is_complex():
         return torch.mul(x, _shrink_factor(x.abs(), thresh), out=out)
-    return _SOFTSHRINK_OUT(x, thresh, out=out)
+    return _SOFTSHRINK(x, thresh, out=out)
 
 
 #: A group shorter than this many bytes (one cache line: 16 float32 or 8 float64 entries) has its

