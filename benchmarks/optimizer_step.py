@@ -9,7 +9,9 @@ optimizers are timed in interleaved rounds (the order rotated every round, so no
 processes hits all of them alike): each round times ``--inner`` consecutive steps of each. A
 case's ratio is the median over rounds of (its time / its baseline's time in the same round);
 the ratio of the medians is printed beside it. The CPU model and its SIMD flags are printed and
-saved, since the ratios depend on the machine.
+saved, since the ratios depend on the machine. Rows ending in ", no fused kernel" (torch's fused
+CPU kernels off) and ", torch's wrapper" (the step wrapped as torch.optim wraps SGD's and Adam's,
+with a profiler record on every step) show what each of those is worth, against the row above them.
 
     python benchmarks/optimizer_step.py [--rounds 30] [--threads N] [--clock wall|cpu] [--models resnet18,mlp] [--json PATH]
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import importlib
 import json
@@ -174,6 +177,7 @@ class Case:
     target: float | None = None  # max ratio vs baseline
     needs_conv: bool = False
     fused: bool = True  # False: torch's fused SGD/Adam kernels switched off (the foreach ops instead)
+    torch_wrapper: bool = False  # True: the step wrapped by torch.optim's own wrapper (a profiler record per step)
     times: list[float] = field(default_factory=list)
     opt: torch.optim.Optimizer | None = None
     params: list | None = None
@@ -195,6 +199,9 @@ def cases(has_conv: bool) -> list[Case]:
         Case("LinBreg-l1-momentum, no fused kernel", lambda g: LinBreg(g, lr=LR, momentum=0.9), l1, l1,
              "LinBreg-l1-momentum", fused=False),
         Case("AdaBreg-l1, no fused kernel", lambda g: AdaBreg(g, lr=1e-3), l1, l1, "AdaBreg-l1", fused=False),
+        # what our step wrapper (bregman.optim._hooks: no profiler record unless profiling) is worth
+        Case("LinBreg-l1-momentum, torch's wrapper", lambda g: LinBreg(g, lr=LR, momentum=0.9), l1, l1,
+             "LinBreg-l1-momentum", torch_wrapper=True),
     ]
     return [c for c in todo if has_conv or not c.needs_conv]
 
@@ -235,6 +242,8 @@ def run_model(name: str, rounds: int, warmup: int, inner: int, seed: int, clock:
     for c in todo:
         c.params, groups = make_params(shapes, init, grads, conv=c.conv, linear=c.linear)
         c.opt = c.build(groups)
+        if c.torch_wrapper:
+            c.opt.step = functools.partial(torch.optim.Optimizer.profile_hook_step(type(c.opt).step.__wrapped__), c.opt)
         with fused_kernels(c.fused):
             for _ in range(max(warmup, 1)):  # ≥ 1: creates v and the moments
                 c.opt.step()
