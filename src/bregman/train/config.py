@@ -145,7 +145,7 @@ class Runtime:
     # regularized or initialized by rows (entry-wise sparsity leaves no row all zero)
     support_linear: bool = True
     compile: bool = False  # torch.compile the model (falls back to eager; slower on CPU here)
-    foreach: bool = True  # optimizer fast path: foreach ops, fused torch kernels, one-pass CPU prox kernels
+    foreach: bool = True  # optimizer fast path: foreach ops and torch's fused SGD/Adam kernels (false: the single-tensor reference)
     progress: str = "auto"  # progress bar: auto (on a terminal) | on | off
     checkpoint_every: int = 1  # save a resumable checkpoint every N epochs; 0 = only at the end
     # a step whose loss or gradient is not finite: stop the run there (the last checkpoint stays
