@@ -49,7 +49,7 @@ def run(splits, mode: str, every: str, target: float, epochs: int, ramp: int, n_
                 ctrl.step()
             # the schedule at this point of the run, in units of the per-batch ramp
             t = (epoch * len(loader) + k + 1) / (len(loader) * ramp)
-            goal = ctrl.target + ((ctrl.start_density or n_total(model)) - ctrl.target) * (1 - min(t, 1.0)) ** 3
+            goal = ctrl.target + ((ctrl.ramp_start or n_total(model)) - ctrl.target) * (1 - min(t, 1.0)) ** 3
             err = abs(n_total(model) - goal) / goal
             errors_all.append(err)
             if t >= 1:
