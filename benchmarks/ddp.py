@@ -75,7 +75,8 @@ def _worker(rank: int, world: int, store: str, preset: str, batch: int, steps: i
             Path(out).write_text(json.dumps(seconds[-1]))
     finally:
         if world > 1:
-            dist.destroy_process_group()
+            dist_util.teardown()
+    dist_util.exit_process(0)  # (no interpreter finalization after gloo: see its docstring)
 
 
 def step_seconds(world: int, preset: str, batch: int, steps: int) -> float:

@@ -256,14 +256,17 @@ def main(argv: list[str] | None = None) -> int:
         if not debug:
             warnings.showwarning = _show_warning
         try:
-            return args.func(args)
+            code = args.func(args)
         except KeyboardInterrupt:
-            return 130
+            code = 130
         except Exception as e:
             if debug:
                 raise
             print(f"bregman: error: {_one_line(e)}", file=sys.stderr)
-            return 2
+            code = 2
+    if "bregman.train.distributed" in sys.modules:  # a torchrun rank: leave without finalization
+        sys.modules["bregman.train.distributed"].exit_process(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ alone writes logs and checkpoints.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +23,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["DistInfo", "setup", "data_parallel", "sum_hook", "global_count", "all_reduce_sum", "teardown"]
+__all__ = ["DistInfo", "setup", "data_parallel", "sum_hook", "global_count", "all_reduce_sum", "teardown", "exit_process"]
 
 
 @dataclass(frozen=True)
@@ -80,5 +81,21 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 
 
 def teardown() -> None:
+    global _joined
     if dist.is_initialized():
         dist.destroy_process_group()
+        _joined = True
+
+
+_joined = False  # set once this process has left a process group (see exit_process)
+
+
+def exit_process(code: int) -> None:
+    """End a process that trained in a process group: flush the output and leave with ``code``
+    without the interpreter's finalization, where gloo's worker threads can abort a process that
+    has finished its work and written its files ("terminate called without an active exception",
+    SIGABRT; pytorch/pytorch#179291). A process that never joined a group just returns."""
+    if _joined:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
