@@ -9,7 +9,7 @@ both ran under the same load). Each rank computes half the batch, so a ratio bel
 of data parallelism on this machine, and the rest is what the all-reduce costs. The CPU model and
 its SIMD flags are printed beside it.
 
-    python benchmarks/ddp.py [--model mnist-mlp|fmnist-convnet] [--batch 128] [--steps 30] [--rounds 3] [--json PATH]
+    python benchmarks/ddp.py [--model mnist-mlp|fmnist-cnn] [--batch 128] [--steps 30] [--rounds 3] [--json PATH]
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from bregman.train.config import apply_overrides, load_config  # noqa: E402
 from bregman.train.loop import train_epoch  # noqa: E402
 from bregman.train.tasks import task_for  # noqa: E402
 
-SHAPES = {"mnist-mlp": (1, 28, 28), "fmnist-convnet": (1, 28, 28)}
+SHAPES = {"mnist-mlp": (1, 28, 28), "fmnist-cnn": (1, 28, 28)}
 
 
 def _data(n: int, shape: tuple[int, ...]) -> ArrayDataset:
