@@ -3,7 +3,8 @@ budgets (Tables 1 and 2 at 100 and at 30 epochs) against the paper's numbers.
 
 Reads the ``report.json`` files that ``bregman report --out DIR`` writes, and writes a Markdown table
 and a JSON file with, per row: the density measures and accuracies (best-validation checkpoint) at
-both budgets, and the distance of the long run to the paper in percentage points (pp). ``--authors``
+both budgets, and the distance of the long run to the paper in percentage points (pp); for a row whose
+paper numbers are of its thresholded net ("+ thresh."), those of our thresholded net. ``--authors``
 adds a reference row (e.g. the authors' own 100-epoch log of a setting) to compare one label with.
 
 Example:
@@ -27,11 +28,23 @@ def _rows(report: Path) -> dict[str, dict]:
     return {r["label"]: r for r in json.loads(report.read_text())["rows"]}
 
 
+def _thresholded(row: dict | None) -> bool:
+    """Whether the paper's numbers for this row are of its thresholded net ("+ thresh." rows)."""
+    return row is not None and any(k.startswith("thresh_") for k in row.get("paper", {}))
+
+
 def _pct(row: dict | None, key: str) -> float | None:
-    """The best-checkpoint mean of ``key`` in percent, or None."""
-    if row is None or row["best"].get(key) is None:
+    """The best-checkpoint mean of ``key`` in percent (of the thresholded net where the paper's
+    row is thresholded), or None."""
+    if row is None:
         return None
-    return 100.0 * row["best"][key]["mean"]
+    value = (row.get("extra") or {}).get(f"thresh_{key}") if _thresholded(row) else row["best"].get(key)
+    return None if value is None else 100.0 * value["mean"]
+
+
+def _paper(row: dict, key: str) -> float | None:
+    paper = row.get("paper", {})
+    return paper.get(f"thresh_{key}") if _thresholded(row) else paper.get(key)
 
 
 def _fmt(x: float | None, signed: bool = False) -> str:
@@ -52,10 +65,10 @@ def compare(long: dict[str, dict], short: dict[str, dict], measures: list[str],
     keys = [*measures, "test_acc", "train_acc"]
     records = []
     for label, row in long.items():
-        rec = {"label": label, "epochs": row["epochs"], "seeds": row["seeds"],
+        rec = {"label": label, "thresholded": _thresholded(row), "epochs": row["epochs"], "seeds": row["seeds"],
                "epochs_done": row["epochs_done"], "short_epochs": short.get(label, {}).get("epochs")}
         for k in keys:
-            ours, paper = _pct(row, k), row.get("paper", {}).get(k)
+            ours, paper = _pct(row, k), _paper(row, k)
             rec[k] = {"long": ours, "short": _pct(short.get(label), k), "paper": paper,
                       "to_paper_pp": None if ours is None or paper is None else ours - paper}
             if label in authors and k in authors[label]:
@@ -72,7 +85,8 @@ def markdown(records: list[dict], measures: list[str]) -> str:
                                 for e in (f"{long_ep} ep.", f"{short_ep} ep.", "paper", "Δ paper pp")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
-        cells = [r["label"], f"{r['epochs_done']['max']}/{r['epochs']}"]
+        label = r["label"] + (" (thresholded net)" if r["thresholded"] else "")
+        cells = [label, f"{r['epochs_done']['max']}/{r['epochs']}"]
         for k in keys:
             v = r[k]
             cells += [_fmt(v["long"]), _fmt(v["short"]), _fmt(v["paper"]), _fmt(v["to_paper_pp"], True)]
